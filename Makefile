@@ -1,0 +1,27 @@
+# `make main` and `make test` set up a virtual environment on first use (torch is
+# pinned by constraints.txt so a CPU machine takes its local CPU wheel).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: main test lint bench
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e ".[all]"
+	touch $@
+
+main: $(STAMP)
+	$(PY) examples/env_tour.py
+
+test: $(STAMP)
+	$(PY) -m ruff check babyai_text tests benchmarks examples
+	$(PY) -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check --fix babyai_text tests benchmarks examples
+	$(PY) -m ruff format babyai_text tests benchmarks examples
+
+bench: $(STAMP)
+	$(PY) benchmarks/env_throughput.py

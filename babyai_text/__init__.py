@@ -1,0 +1,45 @@
+"""BabyAI-Text: the text worlds of GLAM on gymnasium and minigrid.
+
+``import babyai_text`` registers the ``BabyAI-Text-*`` ids::
+
+    import gymnasium as gym
+    import babyai_text
+
+    env = gym.make("BabyAI-Text-GoTo-v0")
+    obs, info = env.reset(seed=0)
+    info["descriptions"], info["mission"], env.unwrapped.action_names
+    babyai_text.decode_observation(obs)   # the same text, from the array observation
+"""
+
+from babyai_text.language import ENGLISH, VARIANTS, English, French, Language, get_language
+from babyai_text.level import HELD_OUT_PAIRS, BabyAITextEnv, Task
+from babyai_text.observation import (
+    PAD_ACTION,
+    TextObservation,
+    decode_batch,
+    decode_observation,
+)
+from babyai_text.registration import REGISTERED_VARIANTS, register_babyai_text_envs, registered_ids
+
+register_babyai_text_envs()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENGLISH",
+    "HELD_OUT_PAIRS",
+    "PAD_ACTION",
+    "REGISTERED_VARIANTS",
+    "VARIANTS",
+    "BabyAITextEnv",
+    "English",
+    "French",
+    "Language",
+    "Task",
+    "TextObservation",
+    "decode_batch",
+    "decode_observation",
+    "get_language",
+    "register_babyai_text_envs",
+    "registered_ids",
+]

@@ -1,0 +1,198 @@
+"""The observation contract: fixed-size arrays that stock Stable-Baselines3 can store.
+
+SB3's buffers need shaped numeric arrays, so ``gymnasium.spaces.Text`` is not an
+option.  Every BabyAI-Text observation is a :class:`gymnasium.spaces.Dict` of:
+
+``image``          ``uint8 (7, 7, 3)``: minigrid's egocentric symbolic view.
+``direction``      ``Discrete(4)``: the agent's heading.
+``mission``        ``uint8 (MISSION_BYTES,)``: the mission, UTF-8, zero-padded.
+``action_names``   ``uint8 (6, ACTION_NAME_BYTES)``: the names of actions 0-5.
+``descriptions``   ``uint8 (history_length, description_bytes)``: the sentences of the
+                   last ``history_length`` steps joined by newlines, oldest first, the
+                   current one in the last row; rows before the episode start are zero.
+``actions``        ``int64 (history_length - 1,)``: the actions taken between those
+                   steps, oldest first; ``PAD_ACTION`` (-1) before the episode start.
+
+:func:`decode_observation` turns one observation, or a batch of them (numpy arrays or
+torch tensors of any numeric dtype, as SB3 hands them to a policy), back into strings.
+Text that does not fit its field raises an error; nothing is ever truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from babyai_text.description import VIEW_SIZE
+from babyai_text.language import NUM_ACTIONS
+
+MISSION_BYTES = 256
+ACTION_NAME_BYTES = 32
+DEFAULT_DESCRIPTION_BYTES = 1536
+DEFAULT_HISTORY_LENGTH = 3
+PAD_ACTION = -1
+SENTENCE_SEPARATOR = "\n"
+TEXT_KEYS = ("mission", "action_names", "descriptions", "actions")
+
+# Largest value of each channel of minigrid's symbolic view (object, colour, door state).
+# Declaring it (rather than 255) also keeps SB3 from mistaking the 7x7 view for an
+# image to normalise and feed to a CNN.
+_IMAGE_HIGH = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (VIEW_SIZE, VIEW_SIZE, 3)).copy()
+
+
+def make_observation_space(history_length: int, description_bytes: int) -> spaces.Dict:
+    """The observation space for a history of ``history_length`` observations."""
+    return spaces.Dict(
+        {
+            "image": spaces.Box(low=0, high=_IMAGE_HIGH, dtype=np.uint8),
+            "direction": spaces.Discrete(4),
+            "mission": spaces.Box(0, 255, (MISSION_BYTES,), np.uint8),
+            "action_names": spaces.Box(0, 255, (NUM_ACTIONS, ACTION_NAME_BYTES), np.uint8),
+            "descriptions": spaces.Box(0, 255, (history_length, description_bytes), np.uint8),
+            "actions": spaces.Box(PAD_ACTION, NUM_ACTIONS - 1, (history_length - 1,), np.int64),
+        }
+    )
+
+
+def encode_text(text: str | bytes, size: int, field: str, fix: str) -> np.ndarray:
+    """UTF-8 bytes of ``text`` zero-padded to ``size``; raises rather than truncate.
+
+    :param field: the observation field, named in the error.
+    :param fix: what the user can do about an overflow, appended to the error.
+    """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if len(data) > size:
+        raise ValueError(
+            f"BabyAI-Text: {field} text of {len(data)} bytes does not fit its {size}-byte "
+            f"observation field ({data[:60]!r}...); {fix}"
+        )
+    out = np.zeros(size, dtype=np.uint8)
+    out[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+@dataclass(frozen=True)
+class TextObservation:
+    """The text content of one BabyAI-Text observation.
+
+    :param mission: the instruction, e.g. ``"go to the red ball"``.
+    :param action_names: names of actions 0-5 in the environment's language.
+    :param descriptions: sentences of each remembered step, oldest first; the last entry
+        is the current step.  Its length is between 1 and ``history_length``.
+    :param actions: the action indices taken between those steps
+        (``len(descriptions) - 1`` of them).
+    """
+
+    mission: str
+    action_names: tuple[str, ...]
+    descriptions: tuple[tuple[str, ...], ...]
+    actions: tuple[int, ...]
+
+    @property
+    def current(self) -> tuple[str, ...]:
+        """The sentences describing the current step."""
+        return self.descriptions[-1]
+
+
+def _as_array(value: Any, key: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, possibly on an accelerator
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"observation field {key!r} has dtype {arr.dtype}; expected numbers")
+    return arr
+
+
+def _as_bytes(value: Any, key: str) -> np.ndarray:
+    arr = _as_array(value, key)
+    if arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255 or not np.array_equal(arr, np.round(arr))):
+            raise ValueError(
+                f"observation field {key!r} holds values that are not bytes (0-255 integers); it was "
+                "changed after the environment produced it (normalised or scaled?). BabyAI-Text text "
+                "fields must reach the policy unchanged: do not wrap the env in VecNormalize for them."
+            )
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+def _text(row: np.ndarray, key: str) -> str:
+    data = row.tobytes().rstrip(b"\0")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"observation field {key!r} is not valid UTF-8 text: {err}") from None
+
+
+def _decode_one(fields: Mapping[str, np.ndarray], i: int | None) -> TextObservation:
+    def pick(key: str) -> np.ndarray:
+        return fields[key] if i is None else fields[key][i]
+
+    actions_arr = pick("actions")
+    actions = [int(a) for a in actions_arr.reshape(-1).tolist()]
+    past = [a for a in actions if a != PAD_ACTION]
+    if any(a < 0 or a >= NUM_ACTIONS for a in past) or actions[: len(actions) - len(past)] != [PAD_ACTION] * (
+        len(actions) - len(past)
+    ):
+        raise ValueError(f"observation field 'actions' = {actions} is not a padded action history")
+    rows = pick("descriptions")
+    descriptions = tuple(
+        tuple(s for s in _text(row, "descriptions").split(SENTENCE_SEPARATOR) if s)
+        for row in rows[rows.shape[0] - len(past) - 1 :]
+    )
+    return TextObservation(
+        mission=_text(pick("mission"), "mission"),
+        action_names=tuple(_text(row, "action_names") for row in pick("action_names")),
+        descriptions=descriptions,
+        actions=tuple(past),
+    )
+
+
+def decode_observation(obs: Mapping[str, Any]) -> TextObservation | list[TextObservation]:
+    """Decode the text fields of one observation, or of a batch (leading batch axis).
+
+    :param obs: a BabyAI-Text observation dict, as returned by the env or a VecEnv, or
+        as SB3 hands it to a policy (float tensors are accepted if they hold bytes).
+    :return: a :class:`TextObservation`, or a list of them for a batch.
+    """
+    if not isinstance(obs, Mapping):
+        raise TypeError(f"expected a BabyAI-Text observation dict, got {type(obs).__name__}")
+    missing = [k for k in TEXT_KEYS if k not in obs]
+    if missing:
+        raise ValueError(
+            f"observation lacks the BabyAI-Text field(s) {missing} (it has {sorted(obs)}); build the "
+            "environment with gym.make('BabyAI-Text-...') after `import babyai_text`"
+        )
+    fields = {k: _as_bytes(obs[k], k) for k in ("mission", "action_names", "descriptions")}
+    fields["actions"] = _as_array(obs["actions"], "actions")
+    ndim = fields["mission"].ndim
+    if ndim not in (1, 2):
+        raise ValueError(f"observation field 'mission' has shape {fields['mission'].shape}; expected (bytes,) or (batch, bytes)")
+    expected = {"action_names": 2, "descriptions": 2, "actions": 1}
+    for key, base in expected.items():
+        if fields[key].ndim != base + ndim - 1:
+            raise ValueError(
+                f"observation field {key!r} has shape {fields[key].shape}, inconsistent with "
+                f"mission's shape {fields['mission'].shape}"
+            )
+    if ndim == 1:
+        return _decode_one(fields, None)
+    return [_decode_one(fields, i) for i in range(fields["mission"].shape[0])]
+
+
+def decode_batch(obs: Mapping[str, Any]) -> list[TextObservation]:
+    """Like :func:`decode_observation`, but always returns a list (a single obs becomes one item)."""
+    decoded = decode_observation(obs)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def stack_rows(rows: Sequence[np.ndarray], width: int, num_rows: int) -> np.ndarray:
+    """Stack ``rows`` at the bottom of a zero ``(num_rows, width)`` array."""
+    out = np.zeros((num_rows, width), dtype=np.uint8)
+    if rows:
+        out[num_rows - len(rows) :] = rows
+    return out
