@@ -19,6 +19,7 @@ from minigrid.envs.babyai.core.roomgrid_level import RejectSampling, RoomGridLev
 from minigrid.envs.babyai.core.verifier import Instr
 
 from babyai_text.description import Describer
+from babyai_text.view import egocentric_view
 from babyai_text.language import NUM_ACTIONS, Language, get_language, instruction_objects
 from babyai_text.observation import (
     ACTION_NAME_BYTES,
@@ -156,7 +157,7 @@ class BabyAITextEnv(RoomGridLevel):
         )
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = make_observation_space(history_length, description_bytes)
-        self._action_names_array = np.stack(
+        self._action_names_array = np.concatenate(
             [encode_text(n, ACTION_NAME_BYTES, "action name", "use shorter action names") for n in self.action_names]
         )
         self._mission_array = np.zeros(MISSION_BYTES, dtype=np.uint8)
@@ -258,6 +259,11 @@ class BabyAITextEnv(RoomGridLevel):
             names = ", ".join(f"{i}={n}" for i, n in enumerate(self.action_names))
             raise ValueError(f"invalid action {action!r}: BabyAI-Text actions are integers 0-5 ({names})")
         return int(value)
+
+    def gen_obs(self) -> dict[str, Any]:
+        # Same observation as MiniGridEnv.gen_obs, several times faster.
+        image = egocentric_view(self.grid, self.agent_pos, self.agent_dir, self.carrying)
+        return {"image": image, "direction": self.agent_dir, "mission": self.mission}
 
     def _observe(self, raw: dict[str, Any]) -> dict[str, Any]:
         image = raw["image"]

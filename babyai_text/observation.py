@@ -6,16 +6,20 @@ option.  Every BabyAI-Text observation is a :class:`gymnasium.spaces.Dict` of:
 ``image``          ``uint8 (7, 7, 3)``: minigrid's egocentric symbolic view.
 ``direction``      ``Discrete(4)``: the agent's heading.
 ``mission``        ``uint8 (MISSION_BYTES,)``: the mission, UTF-8, zero-padded.
-``action_names``   ``uint8 (6, ACTION_NAME_BYTES)``: the names of actions 0-5.
-``descriptions``   ``uint8 (history_length, description_bytes)``: the sentences of the
-                   last ``history_length`` steps joined by newlines, oldest first, the
-                   current one in the last row; rows before the episode start are zero.
+``action_names``   ``uint8 (6 * ACTION_NAME_BYTES,)``: the names of actions 0-5, one
+                   zero-padded slot of ``ACTION_NAME_BYTES`` each.
+``descriptions``   ``uint8 (history_length * description_bytes,)``: one slot per
+                   remembered step, oldest first, the current step in the last slot;
+                   each holds that step's sentences joined by newlines; slots before
+                   the episode start are zero.
 ``actions``        ``int64 (history_length - 1,)``: the actions taken between those
                    steps, oldest first; ``PAD_ACTION`` (-1) before the episode start.
 
 :func:`decode_observation` turns one observation, or a batch of them (numpy arrays or
 torch tensors of any numeric dtype, as SB3 hands them to a policy), back into strings.
 Text that does not fit its field raises an error; nothing is ever truncated.
+The multi-slot fields are flat (1-D) because SB3's policies and env checker expect
+either images or vectors.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ def make_observation_space(history_length: int, description_bytes: int) -> space
             "image": spaces.Box(low=0, high=_IMAGE_HIGH, dtype=np.uint8),
             "direction": spaces.Discrete(4),
             "mission": spaces.Box(0, 255, (MISSION_BYTES,), np.uint8),
-            "action_names": spaces.Box(0, 255, (NUM_ACTIONS, ACTION_NAME_BYTES), np.uint8),
-            "descriptions": spaces.Box(0, 255, (history_length, description_bytes), np.uint8),
+            "action_names": spaces.Box(0, 255, (NUM_ACTIONS * ACTION_NAME_BYTES,), np.uint8),
+            "descriptions": spaces.Box(0, 255, (history_length * description_bytes,), np.uint8),
             "actions": spaces.Box(PAD_ACTION, NUM_ACTIONS - 1, (history_length - 1,), np.int64),
         }
     )
@@ -139,14 +143,14 @@ def _decode_one(fields: Mapping[str, np.ndarray], i: int | None) -> TextObservat
         len(actions) - len(past)
     ):
         raise ValueError(f"observation field 'actions' = {actions} is not a padded action history")
-    rows = pick("descriptions")
+    rows = pick("descriptions").reshape(len(actions) + 1, -1)
     descriptions = tuple(
         tuple(s for s in _text(row, "descriptions").split(SENTENCE_SEPARATOR) if s)
         for row in rows[rows.shape[0] - len(past) - 1 :]
     )
     return TextObservation(
         mission=_text(pick("mission"), "mission"),
-        action_names=tuple(_text(row, "action_names") for row in pick("action_names")),
+        action_names=tuple(_text(row, "action_names") for row in pick("action_names").reshape(NUM_ACTIONS, -1)),
         descriptions=descriptions,
         actions=tuple(past),
     )
@@ -172,13 +176,18 @@ def decode_observation(obs: Mapping[str, Any]) -> TextObservation | list[TextObs
     ndim = fields["mission"].ndim
     if ndim not in (1, 2):
         raise ValueError(f"observation field 'mission' has shape {fields['mission'].shape}; expected (bytes,) or (batch, bytes)")
-    expected = {"action_names": 2, "descriptions": 2, "actions": 1}
-    for key, base in expected.items():
-        if fields[key].ndim != base + ndim - 1:
+    for key in ("action_names", "descriptions", "actions"):
+        if fields[key].ndim != ndim or fields[key].shape[:-1] != fields["mission"].shape[:-1]:
             raise ValueError(
                 f"observation field {key!r} has shape {fields[key].shape}, inconsistent with "
                 f"mission's shape {fields['mission'].shape}"
             )
+    history = fields["actions"].shape[-1] + 1
+    if fields["descriptions"].shape[-1] % history or fields["action_names"].shape[-1] % NUM_ACTIONS:
+        raise ValueError(
+            f"observation fields 'descriptions' {fields['descriptions'].shape} and 'action_names' "
+            f"{fields['action_names'].shape} do not split into {history} and {NUM_ACTIONS} slots"
+        )
     if ndim == 1:
         return _decode_one(fields, None)
     return [_decode_one(fields, i) for i in range(fields["mission"].shape[0])]
@@ -191,8 +200,8 @@ def decode_batch(obs: Mapping[str, Any]) -> list[TextObservation]:
 
 
 def stack_rows(rows: Sequence[np.ndarray], width: int, num_rows: int) -> np.ndarray:
-    """Stack ``rows`` at the bottom of a zero ``(num_rows, width)`` array."""
+    """Flat ``num_rows * width`` zeros with ``rows`` in the last slots."""
     out = np.zeros((num_rows, width), dtype=np.uint8)
     if rows:
         out[num_rows - len(rows) :] = rows
-    return out
+    return out.reshape(-1)
