@@ -53,9 +53,7 @@ class Describer:
                 sentence = self.language.carry(IDX_TO_OBJECT[obj], IDX_TO_COLOR[colour])
             else:
                 door_state = DOOR_STATES[state] if obj == _DOOR else None
-                sentence = self.language.see_object(
-                    IDX_TO_OBJECT[obj], IDX_TO_COLOR[colour], door_state, dx, dy
-                )
+                sentence = self.language.see_object(IDX_TO_OBJECT[obj], IDX_TO_COLOR[colour], door_state, dx, dy)
             self._sentences[key] = sentence
         return sentence
 
@@ -84,7 +82,7 @@ class Describer:
         mask = (objects >= _LO) & (objects <= _HI)
         mask[AGENT_X, AGENT_Y] = False
         # np.nonzero walks x (columns, left to right) then y (rows, far to near).
-        for x, y in zip(*np.nonzero(mask)):
+        for x, y in zip(*np.nonzero(mask), strict=True):
             obj, colour, state = image[x, y]
             sentences.append(self._sentence(int(obj), int(colour), int(state), int(x), int(y)))
         return sentences
@@ -106,4 +104,3 @@ class Describer:
             if x == AGENT_X or y == AGENT_Y:
                 longest = max(longest, len(lang.see_wall(x - AGENT_X, AGENT_Y - y).encode()))
         return longest
-

@@ -59,9 +59,7 @@ def _check_keys(kind: str, mapping: Mapping[str, object], expected: tuple[str, .
     missing = [k for k in expected if k not in mapping]
     unknown = [k for k in mapping if k not in expected]
     if missing or unknown:
-        raise ValueError(
-            f"{kind} table must name exactly {list(expected)}; missing {missing}, unknown {unknown}"
-        )
+        raise ValueError(f"{kind} table must name exactly {list(expected)}; missing {missing}, unknown {unknown}")
 
 
 def _iter_descs(instr: Instr) -> list[ObjDesc]:
@@ -93,9 +91,7 @@ class Language(ABC):
 
     def __post_init__(self) -> None:
         if len(self.action_names) != NUM_ACTIONS:
-            raise ValueError(
-                f"language {self.name!r} must name {NUM_ACTIONS} actions, got {len(self.action_names)}"
-            )
+            raise ValueError(f"language {self.name!r} must name {NUM_ACTIONS} actions, got {len(self.action_names)}")
         if len(set(self.action_names)) != NUM_ACTIONS:
             raise ValueError(f"language {self.name!r} has duplicate action names {self.action_names}")
 
@@ -409,9 +405,7 @@ ENGLISH = English(name="Standard")
 VARIANTS: Mapping[str, Language] = MappingProxyType(
     {
         "Standard": ENGLISH,
-        "RenamedObjects": ENGLISH.replace(
-            "RenamedObjects", nouns={"key": "chair", "ball": "table", "box": "car"}
-        ),
+        "RenamedObjects": ENGLISH.replace("RenamedObjects", nouns={"key": "chair", "ball": "table", "box": "car"}),
         "InventedWords": ENGLISH.replace(
             "InventedWords",
             nouns={"key": "dax", "ball": "xolo", "box": "afze"},

@@ -19,7 +19,6 @@ from minigrid.envs.babyai.core.roomgrid_level import RejectSampling, RoomGridLev
 from minigrid.envs.babyai.core.verifier import Instr
 
 from babyai_text.description import Describer
-from babyai_text.view import egocentric_view
 from babyai_text.language import NUM_ACTIONS, Language, get_language, instruction_objects
 from babyai_text.observation import (
     ACTION_NAME_BYTES,
@@ -32,6 +31,7 @@ from babyai_text.observation import (
     make_observation_space,
     stack_rows,
 )
+from babyai_text.view import egocentric_view
 
 #: (colour, type) pairs that ``MixedTrain`` instructions never mention and
 #: ``MixedTest`` instructions always do (GLAM's generalization split).
@@ -235,9 +235,7 @@ class BabyAITextEnv(RoomGridLevel):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         raw, _ = super().reset(seed=seed, options=options)
-        self._mission_array = encode_text(
-            self.mission, MISSION_BYTES, "mission", "use a language with shorter words"
-        )
+        self._mission_array = encode_text(self.mission, MISSION_BYTES, "mission", "use a language with shorter words")
         self._descriptions.clear()
         self._actions.clear()
         return self._observe(raw), self._info(success=False)
@@ -253,8 +251,10 @@ class BabyAITextEnv(RoomGridLevel):
         value = action
         if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
             value = value.reshape(()).item() if value.dtype.kind in "iu" else value
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not (
-            0 <= value < NUM_ACTIONS
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, (int, np.integer))
+            or not (0 <= value < NUM_ACTIONS)
         ):
             names = ", ".join(f"{i}={n}" for i, n in enumerate(self.action_names))
             raise ValueError(f"invalid action {action!r}: BabyAI-Text actions are integers 0-5 ({names})")

@@ -175,7 +175,9 @@ def decode_observation(obs: Mapping[str, Any]) -> TextObservation | list[TextObs
     fields["actions"] = _as_array(obs["actions"], "actions")
     ndim = fields["mission"].ndim
     if ndim not in (1, 2):
-        raise ValueError(f"observation field 'mission' has shape {fields['mission'].shape}; expected (bytes,) or (batch, bytes)")
+        raise ValueError(
+            f"observation field 'mission' has shape {fields['mission'].shape}; expected (bytes,) or (batch, bytes)"
+        )
     for key in ("action_names", "descriptions", "actions"):
         if fields[key].ndim != ndim or fields[key].shape[:-1] != fields["mission"].shape[:-1]:
             raise ValueError(

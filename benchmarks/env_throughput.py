@@ -17,7 +17,6 @@ import time
 
 import gymnasium as gym
 import numpy as np
-
 from minigrid.minigrid_env import MiniGridEnv
 
 import babyai_text  # noqa: F401  (registers the ids)

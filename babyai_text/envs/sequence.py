@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 from minigrid.envs.babyai.core.verifier import (
@@ -28,7 +28,7 @@ class SequenceTask(Task):
     """
 
     min_objects = 2
-    _NAMES = {
+    _NAMES: ClassVar[dict[tuple[str, str], str]] = {
         ("goto", "then"): "PickUpThenGoTo",
         ("goto", "after"): "GoToAfterPickUp",
         ("goto", "either"): "PickUpSeqGoTo",
@@ -121,7 +121,13 @@ class PickUpSeqPickUp(BabyAITextEnv):
         super().__init__(tasks=(SequenceTask("pickup", "either"),), room_size=room_size, num_dists=num_dists, **kwargs)
 
 
-document(PickUpThenGoTo, "the agent has picked up the first object and faces the second", ["BabyAI-Text-PickUpThenGoTo-v0"])
-document(GoToAfterPickUp, "the agent has picked up the first object and faces the second", ["BabyAI-Text-GoToAfterPickUp-v0"])
-document(PickUpSeqGoTo, "the agent has picked up the first object and faces the second", ["BabyAI-Text-PickUpSeqGoTo-v0"])
+document(
+    PickUpThenGoTo, "the agent has picked up the first object and faces the second", ["BabyAI-Text-PickUpThenGoTo-v0"]
+)
+document(
+    GoToAfterPickUp, "the agent has picked up the first object and faces the second", ["BabyAI-Text-GoToAfterPickUp-v0"]
+)
+document(
+    PickUpSeqGoTo, "the agent has picked up the first object and faces the second", ["BabyAI-Text-PickUpSeqGoTo-v0"]
+)
 document(PickUpSeqPickUp, "the agent has picked up both objects in order", ["BabyAI-Text-PickUpSeqPickUp-v0"])
