@@ -167,3 +167,18 @@ def test_max_steps_kwarg_truncates() -> None:
     env = gym.make("BabyAI-Text-GoTo-v0", max_steps=3)
     env.reset(seed=0)
     assert [env.step(0)[3] for _ in range(3)] == [False, False, True]
+
+
+def test_docs_list_every_id_and_docstrings_follow_minigrid_template() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "environments.md").read_text()
+    for env_id in ALL_IDS:
+        generic = env_id.rsplit("-", 2)[0] + "-<Variant>-v0" if env_id.count("-") == 4 else env_id
+        assert f"`{env_id}`" in doc or f"`{generic}`" in doc, env_id
+    for env_id in ALL_IDS:
+        text = type(gym.make(env_id).unwrapped).__doc__
+        sections = ["## Description", "## Mission Space", "## Action Space", "## Observation", "## Rewards"]
+        sections += ["## Termination", "## Registered Configurations"]
+        positions = [text.index(s) for s in sections]
+        assert positions == sorted(positions), env_id
