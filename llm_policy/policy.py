@@ -1,0 +1,286 @@
+"""LLMPolicy: a Stable-Baselines3 actor-critic whose actor is a language model (GLAM)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from babyai_text import decode_batch
+from babyai_text.observation import TEXT_KEYS
+from llm_policy.finetuning import FinetuneMode, apply_finetune_mode, disable_dropout
+from llm_policy.models import DEFAULT_MODEL, load_language_model
+from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
+from llm_policy.prompt import PromptTemplate
+from llm_policy.scoring import ActionScorer, Normalization, Scores
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class _NoFeatures(BaseFeaturesExtractor):
+    """Placeholder: the language model reads the observation's text itself."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        super().__init__(observation_space, features_dim=1)
+
+    def forward(self, observations: PyTorchObs) -> torch.Tensor:
+        raise RuntimeError("LLMPolicy does not use a features extractor")
+
+
+class LLMPolicy(ActorCriticPolicy):
+    """Actor-critic whose action distribution comes from a language model's scores.
+
+    For each observation the prompt (:class:`PromptTemplate`) lists the actions, the goal
+    and the recent observations and actions; each action name is scored as the prompt's
+    continuation (summed log-softmax of its tokens, see :class:`ActionScorer`), and a
+    softmax over the scores is the policy.  A value head (MLP) reads the LM's hidden
+    state of the last prompt token (decoder-only) or of the first decoder position
+    (encoder-decoder).  Everything the prompt needs comes from the observation, so the
+    policy keeps no state and works with any VecEnv.
+
+    :param observation_space: a BabyAI-Text observation space.
+    :param action_space: ``Discrete(n)`` with one name per action in the observation.
+    :param lr_schedule: SB3's learning-rate schedule (the value head's rate).
+    :param model: built-in model name, local directory or hub id (causal or encoder-decoder).
+    :param pretrained: ``False`` = same architecture, random weights (GLAM's NPAE).
+    :param finetune: ``"full"``, ``"lora"``, ``"top_k"`` or ``"frozen"`` (see
+        :func:`apply_finetune_mode`).
+    :param top_k: blocks trained in ``"top_k"`` mode.
+    :param lora_kwargs: options for ``peft.LoraConfig`` in ``"lora"`` mode.
+    :param normalization: ``"sum"`` (GLAM), ``"token"`` or ``"word"`` (TWOSOME).
+    :param score_eos: also score the end-of-sequence token after each action.
+    :param prompt_template: how observations become prompts (GLAM's by default).
+    :param value_head: hidden sizes of the value MLP (GLAM: 1024, 1024).
+    :param value_activation: ``"sigmoid"`` (GLAM), ``"tanh"``, ``"relu"`` or ``"gelu"``.
+    :param lm_learning_rate: learning rate of the LM's trainable weights; ``None`` uses the
+        schedule's (value head) rate. It follows the schedule proportionally.
+    :param micro_batch_size: split PPO minibatches into chunks of this many observations,
+        each recomputed in the backward pass (activation memory of one chunk only).
+    :param gradient_checkpointing: HF per-block gradient checkpointing of the LM.
+    :param autocast: run the LM under bf16 autocast (``"auto"``: on CUDA only); weights,
+        values and log-probabilities stay fp32.
+    :param ortho_init: must stay ``False``: orthogonal init would overwrite the LM's weights.
+    :param share_features_extractor: must stay ``True``: actor and critic share one LM.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        model: str = DEFAULT_MODEL,
+        pretrained: bool = True,
+        finetune: FinetuneMode = "full",
+        top_k: int = 2,
+        lora_kwargs: dict[str, Any] | None = None,
+        normalization: Normalization = "sum",
+        score_eos: bool = False,
+        prompt_template: PromptTemplate | None = None,
+        value_head: tuple[int, ...] = (1024, 1024),
+        value_activation: str = "sigmoid",
+        lm_learning_rate: float | None = None,
+        micro_batch_size: int | None = None,
+        gradient_checkpointing: bool = False,
+        autocast: bool | str = "auto",
+        ortho_init: bool = False,
+        share_features_extractor: bool = True,
+        use_sde: bool = False,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        **unsupported: Any,
+    ) -> None:
+        if unsupported:
+            raise TypeError(
+                f"LLMPolicy got unsupported argument(s) {sorted(unsupported)} (net_arch, activation_fn and "
+                "features extractors do not apply: the language model is the network)"
+            )
+        if ortho_init:
+            raise ValueError("ortho_init=True would re-initialise the language model's weights; LLMPolicy needs False")
+        if not share_features_extractor:
+            raise ValueError("LLMPolicy keeps a single language model for actor and critic: share_features_extractor=True")
+        if use_sde:
+            raise ValueError("LLMPolicy has a discrete action distribution: use_sde must be False")
+        if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in TEXT_KEYS):
+            raise ValueError(
+                f"LLMPolicy needs BabyAI-Text observations (a Dict with {list(TEXT_KEYS)}); got {observation_space}. "
+                "Use an env from gym.make('BabyAI-Text-...') after `import babyai_text`."
+            )
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"LLMPolicy needs a Discrete action space, got {action_space}")
+        if value_activation not in _ACTIVATIONS:
+            raise ValueError(f"value_activation must be one of {sorted(_ACTIVATIONS)}, got {value_activation!r}")
+        if micro_batch_size is not None and micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
+        if autocast not in (True, False, "auto"):
+            raise ValueError(f"autocast must be True, False or 'auto', got {autocast!r}")
+        self.model_name = model
+        self.pretrained = pretrained
+        self.finetune: FinetuneMode = finetune
+        self.top_k = top_k
+        self.lora_kwargs = lora_kwargs
+        self.normalization: Normalization = normalization
+        self.score_eos = score_eos
+        self.prompt_template = prompt_template or PromptTemplate()
+        self.value_head_sizes = tuple(value_head)
+        self.value_activation = value_activation
+        self.lm_learning_rate = lm_learning_rate
+        self.micro_batch_size = micro_batch_size
+        self.gradient_checkpointing = gradient_checkpointing
+        self.autocast = autocast
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[],
+            ortho_init=False,
+            use_sde=False,
+            features_extractor_class=_NoFeatures,
+            share_features_extractor=True,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+
+    # --- construction -------------------------------------------------------------------
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        loaded = load_language_model(self.model_name, pretrained=self.pretrained)
+        hf_model = loaded.model
+        disable_dropout(hf_model)
+        if self.gradient_checkpointing:
+            hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.lm = apply_finetune_mode(hf_model, self.finetune, top_k=self.top_k, lora_kwargs=self.lora_kwargs)
+        self.lm_kind = loaded.kind
+        self.scorer = ActionScorer(
+            hf_model, loaded.tokenizer, loaded.kind, normalization=self.normalization, score_eos=self.score_eos
+        )
+        hidden = hf_model.config.get_text_config().hidden_size
+        layers: list[nn.Module] = []
+        for size in self.value_head_sizes:
+            layers += [nn.Linear(hidden, size), _ACTIVATIONS[self.value_activation]()]
+            hidden = size
+        layers.append(nn.Linear(hidden, 1))
+        self.value_net = nn.Sequential(*layers)
+        self.action_dist = CategoricalDistribution(int(self.action_space.n))
+
+        base_lr = lr_schedule(1)
+        lm_params = [p for p in self.lm.parameters() if p.requires_grad]
+        groups = [{"params": list(self.value_net.parameters()), LR_SCALE: 1.0}]
+        if lm_params:
+            # (a policy loaded on its own gets SB3's dummy schedule, whose rate is 0)
+            scale = 1.0 if self.lm_learning_rate is None or base_lr <= 0 else self.lm_learning_rate / base_lr
+            groups.append({"params": lm_params, LR_SCALE: scale})
+        self.optimizer = with_group_lr_scales(self.optimizer_class)(groups, lr=base_lr, **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for key in ("net_arch", "activation_fn", "log_std_init", "squash_output", "full_std", "use_expln"):
+            data.pop(key, None)
+        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
+            data.pop(key, None)
+        data.update(
+            model=self.model_name,
+            pretrained=self.pretrained,
+            finetune=self.finetune,
+            top_k=self.top_k,
+            lora_kwargs=self.lora_kwargs,
+            normalization=self.normalization,
+            score_eos=self.score_eos,
+            prompt_template=self.prompt_template,
+            value_head=self.value_head_sizes,
+            value_activation=self.value_activation,
+            lm_learning_rate=self.lm_learning_rate,
+            micro_batch_size=self.micro_batch_size,
+            gradient_checkpointing=self.gradient_checkpointing,
+            autocast=self.autocast,
+        )
+        return data
+
+    # --- text ---------------------------------------------------------------------------
+
+    def prompts(self, obs: PyTorchObs) -> tuple[list[str], list[list[str]]]:
+        """The prompts and candidate strings for a batch of observations."""
+        if not isinstance(obs, dict):
+            raise ValueError(f"LLMPolicy expects dict observations, got {type(obs).__name__}")
+        texts = decode_batch(obs)
+        for text in texts:
+            if len(text.action_names) != self.action_space.n:
+                raise ValueError(
+                    f"the observation names {len(text.action_names)} actions but the action space has "
+                    f"{self.action_space.n}"
+                )
+        return [self.prompt_template.render(t) for t in texts], [self.prompt_template.candidates(t) for t in texts]
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        use = self.autocast is True or (self.autocast == "auto" and self.device.type == "cuda")
+        if not use:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _run(self, prompts: list[str], candidates: list[list[str]] | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        with self._autocast():
+            out = self.scorer.score(prompts, candidates)
+        return out.scores, out.hidden
+
+    def _chunks(self, n: int) -> Iterator[slice]:
+        size = self.micro_batch_size or n
+        for start in range(0, n, size):
+            yield slice(start, min(n, start + size))
+
+    def score(self, obs: PyTorchObs, with_actions: bool = True) -> Scores:
+        """Action scores (``(batch, n)`` fp32, or ``None``) and value-head inputs for ``obs``."""
+        prompts, candidates = self.prompts(obs)
+        cands = candidates if with_actions else None
+        recompute = self.micro_batch_size is not None and torch.is_grad_enabled()
+        scores, hidden = [], []
+        for part in self._chunks(len(prompts)):
+            args = (prompts[part], cands[part] if cands is not None else None)
+            if recompute:
+                s, h = checkpoint(self._run, *args, use_reentrant=False)
+            else:
+                s, h = self._run(*args)
+            scores.append(s)
+            hidden.append(h)
+        return Scores(scores=torch.cat(scores) if with_actions else None, hidden=torch.cat(hidden))
+
+    # --- SB3 API ------------------------------------------------------------------------
+
+    def _distribution(self, scores: torch.Tensor) -> CategoricalDistribution:
+        return self.action_dist.proba_distribution(action_logits=scores.float())
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.score(obs)
+        distribution = self._distribution(out.scores)
+        actions = distribution.get_actions(deterministic=deterministic)
+        values = self.value_net(out.hidden).float()
+        return actions, values, distribution.log_prob(actions).float()
+
+    def evaluate_actions(
+        self, obs: PyTorchObs, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        out = self.score(obs)
+        distribution = self._distribution(out.scores)
+        values = self.value_net(out.hidden).float()
+        return values, distribution.log_prob(actions).float(), distribution.entropy().float()
+
+    def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
+        return self._distribution(self.score(obs).scores)
+
+    def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
+        return self.value_net(self.score(obs, with_actions=False).hidden).float()
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+
+    def action_probabilities(self, obs: PyTorchObs) -> torch.Tensor:
+        """``(batch, n)`` probabilities of each action (no gradient)."""
+        with torch.no_grad():
+            return self.get_distribution(obs).distribution.probs

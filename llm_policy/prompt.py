@@ -1,0 +1,71 @@
+"""GLAM's prompt, built from a BabyAI-Text observation alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from babyai_text import TextObservation
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How an observation becomes a prompt; the defaults reproduce GLAM's.
+
+    ::
+
+        Possible action of the agent: turn left, turn right, go forward, pick up, drop, toggle
+        Goal of the agent: go to the red ball
+        Observation 0: You see a wall 2 steps forward, You see a red ball 1 step left
+        Action 0: turn left
+        Observation 1: ...
+        Action 1: go forward
+        Observation 2: ...
+        Action 2:
+
+    The candidate actions are scored as continuations of the prompt, each preceded by
+    :attr:`action_prefix`.
+
+    :param actions: line listing the actions; ``{actions}`` is replaced by the names.
+    :param goal: line with ``{mission}``.
+    :param observation: line with ``{index}`` and ``{sentences}``.
+    :param action: line with ``{index}`` and ``{action}``; the prompt ends with this line's
+        text up to ``{action}``, stripped of trailing spaces.
+    :param sentence_separator: joins one step's sentences.
+    :param action_separator: joins the action names in the first line.
+    :param line_separator: joins lines.
+    :param action_prefix: what precedes a candidate action after the prompt.
+    """
+
+    actions: str = "Possible action of the agent: {actions}"
+    goal: str = "Goal of the agent: {mission}"
+    observation: str = "Observation {index}: {sentences}"
+    action: str = "Action {index}: {action}"
+    sentence_separator: str = ", "
+    action_separator: str = ", "
+    line_separator: str = "\n"
+    action_prefix: str = " "
+
+    def __post_init__(self) -> None:
+        for name, fields in (("actions", "{actions}"), ("goal", "{mission}"), ("observation", "{sentences}")):
+            if fields not in getattr(self, name):
+                raise ValueError(f"PromptTemplate.{name} must contain {fields}, got {getattr(self, name)!r}")
+        if not self.action.rstrip().endswith("{action}"):
+            raise ValueError(f"PromptTemplate.action must end with {{action}}, got {self.action!r}")
+
+    def render(self, obs: TextObservation) -> str:
+        """The prompt for one observation (ending where the next action is to be written)."""
+        lines = [
+            self.actions.format(actions=self.action_separator.join(obs.action_names)),
+            self.goal.format(mission=obs.mission),
+        ]
+        for index, sentences in enumerate(obs.descriptions):
+            lines.append(self.observation.format(index=index, sentences=self.sentence_separator.join(sentences)))
+            if index < len(obs.actions):
+                lines.append(self.action.format(index=index, action=obs.action_names[obs.actions[index]]))
+        open_slot = self.action[: self.action.rindex("{action}")].format(index=len(obs.descriptions) - 1)
+        lines.append(open_slot.rstrip())
+        return self.line_separator.join(lines)
+
+    def candidates(self, obs: TextObservation) -> list[str]:
+        """The continuation strings scored for each action, in action-index order."""
+        return [self.action_prefix + name for name in obs.action_names]

@@ -1,0 +1,254 @@
+"""Scoring candidate actions as continuations of a prompt, sharing the prompt's computation.
+
+For each environment the prompt is run **once**; every candidate action is then scored
+from the prompt's cached keys/values (decoder-only models) or its encoder output
+(encoder-decoder models), all candidates of all environments in one batch.  Logits are
+computed only where a candidate token is predicted.
+
+The score of a candidate ``a = (t_1, ..., t_n)`` is ``sum_i log p(t_i | prompt, t_<i)``
+with ``log p`` a log-softmax over the vocabulary, optionally divided by ``n`` (``"token"``)
+or by the number of words of the action (``"word"``).  No end-of-sequence token is
+scored unless ``score_eos=True``: the candidates are whole action names that never
+prefix one another, so the EOS term would only add the same kind of bias to all.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import BaseModelOutput
+
+from llm_policy.models import ModelKind
+
+Normalization = Literal["sum", "token", "word"]
+NORMALIZATIONS: tuple[str, ...] = ("sum", "token", "word")
+
+
+class PromptTooLongError(ValueError):
+    """A prompt (plus its longest action) does not fit in the model's context."""
+
+
+@dataclass
+class Scores:
+    """Output of :meth:`ActionScorer.score`.
+
+    :param scores: ``(batch, actions)`` fp32 action scores (summed log-probabilities).
+    :param hidden: ``(batch, hidden_size)`` fp32 hidden state for the value head: the last
+        prompt token (decoder-only) or the first decoder position (encoder-decoder).
+    """
+
+    scores: torch.Tensor | None
+    hidden: torch.Tensor
+
+
+def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """Longest sequence the model accepts, if it declares one."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+
+class ActionScorer:
+    """Scores candidate continuations of prompts with a causal or encoder-decoder LM.
+
+    :param model: the HF language model (possibly with LoRA layers injected).
+    :param tokenizer: its tokenizer.
+    :param kind: ``"causal"`` or ``"seq2seq"``.
+    :param normalization: ``"sum"``, ``"token"`` (mean per token) or ``"word"`` (per word).
+    :param score_eos: also score the end-of-sequence token after each action.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        kind: ModelKind,
+        normalization: Normalization = "sum",
+        score_eos: bool = False,
+    ) -> None:
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if kind not in ("causal", "seq2seq"):
+            raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.normalization = normalization
+        self.score_eos = score_eos
+        self.max_context = context_length(model, tokenizer)
+        eos = tokenizer.eos_token_id
+        if score_eos and eos is None:
+            raise ValueError("score_eos=True but the tokenizer has no eos_token_id")
+        self.eos_id = eos
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._prompt_cache: dict[str, list[int]] = {}
+        self._candidate_cache: dict[str, list[int]] = {}
+
+    # --- tokenization -------------------------------------------------------------------
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = self._prompt_cache.get(prompt)
+        if ids is None:
+            ids = list(self.tokenizer(prompt).input_ids)
+            if len(self._prompt_cache) > 50_000:
+                self._prompt_cache.clear()
+            self._prompt_cache[prompt] = ids
+        return ids
+
+    def candidate_ids(self, candidate: str) -> list[int]:
+        ids = self._candidate_cache.get(candidate)
+        if ids is None:
+            text = candidate if self.kind == "causal" else candidate.strip()
+            ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+            if not ids:
+                raise ValueError(f"action {candidate!r} tokenizes to nothing")
+            if self.score_eos:
+                ids.append(int(self.eos_id))
+            self._candidate_cache[candidate] = ids
+        return ids
+
+    def _check_lengths(self, prompts: list[list[int]], candidates: list[list[int]]) -> None:
+        if self.max_context is None:
+            return
+        longest_candidate = max(len(c) for c in candidates)
+        for ids in prompts:
+            needed = len(ids) + (longest_candidate if self.kind == "causal" else 0)
+            if needed > self.max_context:
+                raise PromptTooLongError(
+                    f"a prompt of {len(ids)} tokens"
+                    + (f" plus an action of {longest_candidate} tokens" if self.kind == "causal" else "")
+                    + f" exceeds the model's context of {self.max_context} tokens; shorten the prompt "
+                    "(a smaller history_length in the env, a shorter PromptTemplate) or use a model "
+                    "with a longer context. Prompts are never truncated."
+                )
+
+    def _normalizer(self, candidates: list[str], lengths: torch.Tensor) -> torch.Tensor:
+        if self.normalization == "sum":
+            return torch.ones_like(lengths, dtype=torch.float32)
+        if self.normalization == "token":
+            return lengths.float()
+        words = [max(1, len(c.split())) for c in candidates]
+        return torch.tensor(words, dtype=torch.float32, device=lengths.device)
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def score(self, prompts: list[str], candidates: list[list[str]] | None) -> Scores:
+        """Score every candidate of every prompt; ``candidates=None`` computes only ``hidden``.
+
+        :param prompts: one prompt per environment.
+        :param candidates: per environment, the same number of candidate strings.
+        """
+        if candidates is not None:
+            if len(candidates) != len(prompts) or len({len(c) for c in candidates}) != 1:
+                raise ValueError("candidates must give the same number of actions for every prompt")
+        prompt_ids = [self.prompt_ids(p) for p in prompts]
+        flat = [c for row in candidates for c in row] if candidates is not None else []
+        cand_ids = [self.candidate_ids(c) for c in flat]
+        self._check_lengths(prompt_ids, cand_ids or [[0]])
+        if self.kind == "causal":
+            return self._score_causal(prompt_ids, flat, cand_ids)
+        return self._score_seq2seq(prompt_ids, flat, cand_ids)
+
+    def _device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    def _pad(self, seqs: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self._device()
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if left:
+                ids[i, width - len(s) :] = torch.tensor(s)
+                mask[i, width - len(s) :] = 1
+            else:
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, : len(s)] = 1
+        return ids.to(device), mask.to(device)
+
+    def _finish(self, token_logps: torch.Tensor, mask: torch.Tensor, flat: list[str], num_prompts: int) -> torch.Tensor:
+        lengths = mask.sum(-1)
+        summed = (token_logps * mask).sum(-1)
+        return (summed / self._normalizer(flat, lengths)).view(num_prompts, -1)
+
+    def _score_causal(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
+        num_prompts = len(prompt_ids)
+        ids, mask = self._pad(prompt_ids, left=True)  # left padding: every prompt ends at the same column
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=bool(flat),
+            output_hidden_states=True,
+            **keep,
+        )
+        hidden = out.hidden_states[-1][:, -1].float()
+        if not flat:
+            return Scores(scores=None, hidden=hidden)
+
+        num_actions = len(flat) // num_prompts
+        targets, target_mask = self._pad(cand_ids, left=False)
+        rows = torch.arange(num_prompts, device=ids.device).repeat_interleave(num_actions)
+        first = out.logits[:, -1].float().log_softmax(-1)  # predicts each candidate's first token
+        token_logps = [first[rows, targets[:, 0]].unsqueeze(1)]
+        if targets.shape[1] > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(num_actions)
+            inputs = targets[:, :-1]
+            prompt_lengths = mask.sum(-1)[rows]
+            cont = self.model(
+                input_ids=inputs,
+                attention_mask=torch.cat([mask[rows], target_mask[:, :-1]], dim=1),
+                position_ids=prompt_lengths[:, None] + torch.arange(inputs.shape[1], device=ids.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            rest = cont.logits.float().log_softmax(-1)
+            token_logps.append(rest.gather(-1, targets[:, 1:, None]).squeeze(-1))
+        scores = self._finish(torch.cat(token_logps, dim=1), target_mask, flat, num_prompts)
+        return Scores(scores=scores, hidden=hidden)
+
+    def _score_seq2seq(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
+        num_prompts = len(prompt_ids)
+        ids, mask = self._pad(prompt_ids, left=False)
+        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        start = self.model.config.decoder_start_token_id
+        if start is None:
+            raise ValueError("the encoder-decoder model's config has no decoder_start_token_id")
+        if not flat:
+            decoder_input = torch.full((num_prompts, 1), start, dtype=torch.long, device=ids.device)
+            out = self.model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+                attention_mask=mask,
+                decoder_input_ids=decoder_input,
+                output_hidden_states=True,
+            )
+            return Scores(scores=None, hidden=out.decoder_hidden_states[-1][:, 0].float())
+
+        num_actions = len(flat) // num_prompts
+        targets, target_mask = self._pad(cand_ids, left=False)
+        starts = torch.full((targets.shape[0], 1), start, dtype=torch.long, device=ids.device)
+        decoder_input = torch.cat([starts, targets[:, :-1]], dim=1)
+        decoder_mask = torch.cat([torch.ones_like(starts), target_mask[:, :-1]], dim=1)
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.repeat_interleave(num_actions, dim=0)),
+            attention_mask=mask.repeat_interleave(num_actions, dim=0),
+            decoder_input_ids=decoder_input,
+            decoder_attention_mask=decoder_mask,
+            output_hidden_states=True,
+        )
+        token_logps = out.logits.float().log_softmax(-1).gather(-1, targets[:, :, None]).squeeze(-1)
+        hidden = out.decoder_hidden_states[-1][::num_actions, 0].float()
+        return Scores(scores=self._finish(token_logps, target_mask, flat, num_prompts), hidden=hidden)
