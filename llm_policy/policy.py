@@ -106,7 +106,9 @@ class LLMPolicy(ActorCriticPolicy):
         if ortho_init:
             raise ValueError("ortho_init=True would re-initialise the language model's weights; LLMPolicy needs False")
         if not share_features_extractor:
-            raise ValueError("LLMPolicy keeps a single language model for actor and critic: share_features_extractor=True")
+            raise ValueError(
+                "LLMPolicy keeps a single language model for actor and critic: share_features_extractor=True"
+            )
         if use_sde:
             raise ValueError("LLMPolicy has a discrete action distribution: use_sde must be False")
         if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in TEXT_KEYS):

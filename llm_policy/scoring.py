@@ -148,9 +148,8 @@ class ActionScorer:
         :param prompts: one prompt per environment.
         :param candidates: per environment, the same number of candidate strings.
         """
-        if candidates is not None:
-            if len(candidates) != len(prompts) or len({len(c) for c in candidates}) != 1:
-                raise ValueError("candidates must give the same number of actions for every prompt")
+        if candidates is not None and (len(candidates) != len(prompts) or len({len(c) for c in candidates}) != 1):
+            raise ValueError("candidates must give the same number of actions for every prompt")
         prompt_ids = [self.prompt_ids(p) for p in prompts]
         flat = [c for row in candidates for c in row] if candidates is not None else []
         cand_ids = [self.candidate_ids(c) for c in flat]

@@ -28,7 +28,14 @@ def babyai_vocabulary(episodes: int = 30) -> list[str]:
     texts: list[str] = []
     for language in babyai_text.VARIANTS.values():
         for colour in ("red", "green", "blue", "purple", "yellow", "grey"):
-            for obj_type, state in (("key", None), ("ball", None), ("box", None), ("door", "open"), ("door", "closed"), ("door", "locked")):
+            for obj_type, state in (
+                ("key", None),
+                ("ball", None),
+                ("box", None),
+                ("door", "open"),
+                ("door", "closed"),
+                ("door", "locked"),
+            ):
                 texts.append(language.see_object(obj_type, colour, state, -3, 6))
                 texts.append(language.see_object(obj_type, colour, state, 3, 1))
             for obj_type in ("key", "ball", "box"):
@@ -59,7 +66,7 @@ def build_tokenizer(directory: Path | None = None) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(directory: Path, family: Literal["llama", "t5"] = "llama", seed: int = 0) -> Path:
+def build_tiny_model(directory: Path, family: Literal["llama", "t5"] = "llama", seed: int = 12345) -> Path:
     """Save a tiny random model of ``family`` with the BabyAI tokenizer in ``directory``."""
     directory = Path(directory)
     tokenizer = build_tokenizer()

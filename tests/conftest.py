@@ -1,5 +1,18 @@
 from __future__ import annotations
 
+import os
+
+# Tests never reach a model hub: unknown names must fail fast, not retry the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Parallel test workers share the cores: one thread each, or OpenMP threads spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -26,3 +39,35 @@ def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list:
 @pytest.fixture(params=ALL_IDS)
 def env_id(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from llm_policy.tiny_models import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), "llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from llm_policy.tiny_models import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny_t5"), "t5"))
+
+
+@pytest.fixture(params=["llama", "t5"])
+def tiny_model(request: pytest.FixtureRequest, tiny_llama: str, tiny_t5: str) -> str:
+    return tiny_llama if request.param == "llama" else tiny_t5
+
+
+def text_batch(env_id: str = "BabyAI-Text-MixedTrain-v0", n: int = 3, steps: int = 3) -> dict:
+    """A batch of observations with some history, from a vector env."""
+    vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * n)
+    obs, _ = vec.reset(seed=list(range(n)))
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        obs, *_ = vec.step(rng.integers(0, 6, size=n))
+    return obs
+
+
+REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,123 @@
+"""Shared-prefix action scoring equals a slow reference (one full forward per prompt + action)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from babyai_text import decode_batch
+from llm_policy import ActionScorer, PromptTemplate, PromptTooLongError, load_language_model
+from tests.conftest import text_batch
+
+
+def reference_scores(loaded, prompts, candidates, normalization: str, score_eos: bool) -> torch.Tensor:
+    """Independent, slow: concatenate prompt and action, run the whole model, read full logits."""
+    tok, model = loaded.tokenizer, loaded.model
+    eos = [tok.eos_token_id] if score_eos else []
+    rows = []
+    for prompt, row in zip(prompts, candidates, strict=True):
+        prompt_ids = tok(prompt).input_ids
+        scores = []
+        for cand in row:
+            if loaded.kind == "causal":
+                cand_ids = tok(cand, add_special_tokens=False).input_ids + eos
+                logits = model(torch.tensor([prompt_ids + cand_ids])).logits[0]
+                logp = torch.log_softmax(logits.double(), dim=-1)
+                total = sum(logp[len(prompt_ids) - 1 + j, t] for j, t in enumerate(cand_ids))
+            else:
+                cand_ids = tok(cand.strip(), add_special_tokens=False).input_ids + eos
+                decoder = torch.tensor([[model.config.decoder_start_token_id, *cand_ids[:-1]]])
+                logits = model(input_ids=torch.tensor([prompt_ids]), decoder_input_ids=decoder).logits[0]
+                logp = torch.log_softmax(logits.double(), dim=-1)
+                total = sum(logp[j, t] for j, t in enumerate(cand_ids))
+            size = {"sum": 1, "token": len(cand_ids), "word": len(cand.split())}[normalization]
+            scores.append(float(total) / size)
+        rows.append(scores)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def prompts_and_candidates(env_id: str = "BabyAI-Text-MixedTrain-v0", n: int = 4):
+    template = PromptTemplate()
+    texts = decode_batch(text_batch(env_id, n=n, steps=3))
+    return [template.render(t) for t in texts], [template.candidates(t) for t in texts]
+
+
+@pytest.mark.parametrize("normalization", ["sum", "token", "word"])
+@pytest.mark.parametrize("score_eos", [False, True])
+def test_shared_prefix_equals_reference(tiny_model: str, normalization: str, score_eos: bool) -> None:
+    loaded = load_language_model(tiny_model)
+    prompts, candidates = prompts_and_candidates()
+    assert len({len(loaded.tokenizer(p).input_ids) for p in prompts}) > 1  # padding is exercised
+    assert len({len(loaded.tokenizer(c, add_special_tokens=False).input_ids) for c in candidates[0]}) > 1
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, normalization, score_eos)
+    with torch.no_grad():
+        fast = scorer.score(prompts, candidates).scores
+        slow = reference_scores(loaded, prompts, candidates, normalization, score_eos)
+    assert fast.dtype == torch.float32 and fast.shape == (4, 6)
+    torch.testing.assert_close(fast.double(), slow, atol=1e-4, rtol=0)
+
+
+def test_french_and_synonym_candidates_are_scored(tiny_llama: str) -> None:
+    loaded = load_language_model(tiny_llama)
+    prompts, candidates = prompts_and_candidates("BabyAI-Text-GoTo-French-v0", n=2)
+    assert candidates[0][0] == " tourner à gauche"
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            scorer.score(prompts, candidates).scores.double(),
+            reference_scores(loaded, prompts, candidates, "sum", False),
+            atol=1e-4,
+            rtol=0,
+        )
+
+
+def test_logits_only_at_scored_positions(tiny_llama: str) -> None:
+    loaded = load_language_model(tiny_llama)
+    prompts, candidates = prompts_and_candidates(n=4)
+    positions: list[int] = []
+    head = loaded.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, inputs, _o: positions.append(inputs[0].shape[:-1].numel()))
+    try:
+        with torch.no_grad():
+            ActionScorer(loaded.model, loaded.tokenizer, loaded.kind).score(prompts, candidates)
+    finally:
+        handle.remove()
+    longest = max(len(loaded.tokenizer(c, add_special_tokens=False).input_ids) for c in candidates[0])
+    # one position per prompt (its last), then the positions inside the candidates
+    assert positions[0] == 4
+    assert sum(positions[1:]) <= 4 * 6 * (longest - 1)
+    prompt_tokens = sum(len(loaded.tokenizer(p).input_ids) for p in prompts)
+    assert sum(positions) < prompt_tokens / 4
+
+
+def test_each_prompt_runs_once(tiny_llama: str) -> None:
+    loaded = load_language_model(tiny_llama)
+    prompts, candidates = prompts_and_candidates(n=3)
+    embedded: list[tuple[int, ...]] = []
+    emb = loaded.model.get_input_embeddings()
+    handle = emb.register_forward_hook(lambda _m, inputs, _o: embedded.append(tuple(inputs[0].shape)))
+    try:
+        with torch.no_grad():
+            ActionScorer(loaded.model, loaded.tokenizer, loaded.kind).score(prompts, candidates)
+    finally:
+        handle.remove()
+    longest_prompt = max(len(loaded.tokenizer(p).input_ids) for p in prompts)
+    assert embedded[0] == (3, longest_prompt)  # all prompts, once, batched
+    assert embedded[1][0] == 3 * 6 and embedded[1][1] < 5  # then only the candidates' tokens
+
+
+def test_prompt_longer_than_context_is_an_error(tiny_llama: str) -> None:
+    loaded = load_language_model(tiny_llama)
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind)
+    long_prompt = "go " * 600
+    with pytest.raises(PromptTooLongError, match=r"prompt of 601 tokens plus an action of 2 tokens exceeds .* 512"):
+        scorer.score([long_prompt], [[" turn left", " drop"]])
+
+
+def test_bad_arguments(tiny_llama: str) -> None:
+    loaded = load_language_model(tiny_llama)
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, normalization="mean")
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind)
+    with pytest.raises(ValueError, match="same number of actions"):
+        scorer.score(["a", "b"], [[" drop"], [" drop", " toggle"]])
