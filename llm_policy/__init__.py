@@ -21,13 +21,14 @@ from llm_policy.models import (
 )
 from llm_policy.policy import LLMPolicy
 from llm_policy.prompt import PromptTemplate
-from llm_policy.scoring import NORMALIZATIONS, ActionScorer, PromptTooLongError, Scores
+from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, PromptTooLongError, Scores
 
 __all__ = [
     "BUILTIN_MODELS",
     "DEFAULT_MODEL",
     "FINETUNE_MODES",
     "NORMALIZATIONS",
+    "STRATEGIES",
     "ActionScorer",
     "LLMPolicy",
     "LoadedModel",

@@ -21,7 +21,7 @@ from llm_policy.finetuning import FinetuneMode, apply_finetune_mode, disable_dro
 from llm_policy.models import DEFAULT_MODEL, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
 from llm_policy.prompt import PromptTemplate
-from llm_policy.scoring import ActionScorer, Normalization, Scores
+from llm_policy.scoring import ActionScorer, Normalization, Scores, Strategy
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -58,6 +58,9 @@ class LLMPolicy(ActorCriticPolicy):
     :param lora_kwargs: options for ``peft.LoraConfig`` in ``"lora"`` mode.
     :param normalization: ``"sum"`` (GLAM), ``"token"`` or ``"word"`` (TWOSOME).
     :param score_eos: also score the end-of-sequence token after each action.
+    :param scoring_strategy: ``"packed"`` or ``"cache"`` for decoder-only models (see
+        :mod:`llm_policy.scoring`).
+    :param max_padding: padding allowed when batching prompts of different lengths.
     :param prompt_template: how observations become prompts (GLAM's by default).
     :param value_head: hidden sizes of the value MLP (GLAM: 1024, 1024).
     :param value_activation: ``"sigmoid"`` (GLAM), ``"tanh"``, ``"relu"`` or ``"gelu"``.
@@ -84,6 +87,8 @@ class LLMPolicy(ActorCriticPolicy):
         lora_kwargs: dict[str, Any] | None = None,
         normalization: Normalization = "sum",
         score_eos: bool = False,
+        scoring_strategy: Strategy = "packed",
+        max_padding: float = 0.1,
         prompt_template: PromptTemplate | None = None,
         value_head: tuple[int, ...] = (1024, 1024),
         value_activation: str = "sigmoid",
@@ -131,6 +136,8 @@ class LLMPolicy(ActorCriticPolicy):
         self.lora_kwargs = lora_kwargs
         self.normalization: Normalization = normalization
         self.score_eos = score_eos
+        self.scoring_strategy: Strategy = scoring_strategy
+        self.max_padding = max_padding
         self.prompt_template = prompt_template or PromptTemplate()
         self.value_head_sizes = tuple(value_head)
         self.value_activation = value_activation
@@ -162,7 +169,13 @@ class LLMPolicy(ActorCriticPolicy):
         self.lm = apply_finetune_mode(hf_model, self.finetune, top_k=self.top_k, lora_kwargs=self.lora_kwargs)
         self.lm_kind = loaded.kind
         self.scorer = ActionScorer(
-            hf_model, loaded.tokenizer, loaded.kind, normalization=self.normalization, score_eos=self.score_eos
+            hf_model,
+            loaded.tokenizer,
+            loaded.kind,
+            normalization=self.normalization,
+            score_eos=self.score_eos,
+            strategy=self.scoring_strategy,
+            max_padding=self.max_padding,
         )
         hidden = hf_model.config.get_text_config().hidden_size
         layers: list[nn.Module] = []
@@ -196,6 +209,8 @@ class LLMPolicy(ActorCriticPolicy):
             lora_kwargs=self.lora_kwargs,
             normalization=self.normalization,
             score_eos=self.score_eos,
+            scoring_strategy=self.scoring_strategy,
+            max_padding=self.max_padding,
             prompt_template=self.prompt_template,
             value_head=self.value_head_sizes,
             value_activation=self.value_activation,

@@ -1,9 +1,19 @@
 """Scoring candidate actions as continuations of a prompt, sharing the prompt's computation.
 
-For each environment the prompt is run **once**; every candidate action is then scored
-from the prompt's cached keys/values (decoder-only models) or its encoder output
-(encoder-decoder models), all candidates of all environments in one batch.  Logits are
-computed only where a candidate token is predicted.
+For each environment the prompt is run **once**, and every candidate action is scored
+from it:
+
+- decoder-only models, ``strategy="packed"`` (default): the prompt and the tokens of all
+  its candidates form one sequence whose 4-D attention mask lets each candidate see the
+  prompt and its own earlier tokens only, so one forward scores all candidates;
+  prompts are batched in buckets of similar length so that little padding is computed;
+- decoder-only models, ``strategy="cache"``: the prompt's keys/values are cached and
+  repeated for the candidates, which run in a second, batched forward (for models
+  whose attention does not accept a custom 4-D mask);
+- encoder-decoder models: the encoder runs once per prompt and its output is shared
+  by the candidates, decoded in one batch.
+
+Logits are computed only where a candidate token is predicted.
 
 The score of a candidate ``a = (t_1, ..., t_n)`` is ``sum_i log p(t_i | prompt, t_<i)``
 with ``log p`` a log-softmax over the vocabulary, optionally divided by ``n`` (``"token"``)
@@ -26,6 +36,8 @@ from llm_policy.models import ModelKind
 
 Normalization = Literal["sum", "token", "word"]
 NORMALIZATIONS: tuple[str, ...] = ("sum", "token", "word")
+Strategy = Literal["packed", "cache"]
+STRATEGIES: tuple[str, ...] = ("packed", "cache")
 
 
 class PromptTooLongError(ValueError):
@@ -64,6 +76,9 @@ class ActionScorer:
     :param kind: ``"causal"`` or ``"seq2seq"``.
     :param normalization: ``"sum"``, ``"token"`` (mean per token) or ``"word"`` (per word).
     :param score_eos: also score the end-of-sequence token after each action.
+    :param strategy: how decoder-only models share the prompt (see the module docs).
+    :param max_padding: prompts are batched together only while padding adds at most this
+        fraction of computed tokens (0 = one forward per prompt length; 1 = one batch).
     """
 
     def __init__(
@@ -73,9 +88,17 @@ class ActionScorer:
         kind: ModelKind,
         normalization: Normalization = "sum",
         score_eos: bool = False,
+        strategy: Strategy = "packed",
+        max_padding: float = 0.1,
     ) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if max_padding < 0:
+            raise ValueError(f"max_padding must be >= 0, got {max_padding}")
+        self.strategy = strategy
+        self.max_padding = max_padding
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
         self.model = model
@@ -154,9 +177,43 @@ class ActionScorer:
         flat = [c for row in candidates for c in row] if candidates is not None else []
         cand_ids = [self.candidate_ids(c) for c in flat]
         self._check_lengths(prompt_ids, cand_ids or [[0]])
-        if self.kind == "causal":
+        if self.kind == "seq2seq":
+            return self._score_seq2seq(prompt_ids, flat, cand_ids)
+        if self.strategy == "cache":
             return self._score_causal(prompt_ids, flat, cand_ids)
-        return self._score_seq2seq(prompt_ids, flat, cand_ids)
+        num_actions = len(flat) // len(prompts)
+        groups = self._buckets([len(p) for p in prompt_ids])
+        parts = [
+            self._score_packed(
+                [prompt_ids[i] for i in group],
+                [flat[i * num_actions + a] for i in group for a in range(num_actions)],
+                [cand_ids[i * num_actions + a] for i in group for a in range(num_actions)],
+            )
+            for group in groups
+        ]
+        order = torch.tensor([i for group in groups for i in group])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        hidden = torch.cat([p.hidden for p in parts])[inverse.to(parts[0].hidden.device)]
+        if not flat:
+            return Scores(scores=None, hidden=hidden)
+        scores = torch.cat([p.scores for p in parts])[inverse.to(parts[0].hidden.device)]
+        return Scores(scores=scores, hidden=hidden)
+
+    def _buckets(self, lengths: list[int]) -> list[list[int]]:
+        """Group prompt indices (by length) so that padding stays within ``max_padding``."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        groups: list[list[int]] = []
+        for i in order:
+            if groups:
+                group = groups[-1]
+                width = lengths[i]  # the longest so far, since sorted
+                total = sum(lengths[j] for j in group) + lengths[i]
+                if width * (len(group) + 1) <= (1 + self.max_padding) * total:
+                    group.append(i)
+                    continue
+            groups.append([i])
+        return groups
 
     def _device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
@@ -218,6 +275,76 @@ class ActionScorer:
             token_logps.append(rest.gather(-1, targets[:, 1:, None]).squeeze(-1))
         scores = self._finish(torch.cat(token_logps, dim=1), target_mask, flat, num_prompts)
         return Scores(scores=scores, hidden=hidden)
+
+    def _score_packed(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
+        """Prompts with all their candidates in one forward, under a 4-D attention mask."""
+        device = self._device()
+        num_prompts = len(prompt_ids)
+        num_actions = len(flat) // num_prompts
+        rows, starts = [], []  # per prompt: token ids; per candidate: start of its inputs
+        for b, prompt in enumerate(prompt_ids):
+            row = list(prompt)
+            for a in range(num_actions):
+                starts.append(len(row))
+                row.extend(cand_ids[b * num_actions + a][:-1])  # a candidate's last token is only predicted
+            rows.append(row)
+        width = max(len(r) for r in rows)
+        ids = torch.full((num_prompts, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((num_prompts, width), dtype=torch.long)
+        allowed = torch.zeros((num_prompts, width, width), dtype=torch.bool)
+        keep: list[list[int]] = []  # per prompt: its last position, then each candidate's input positions
+        for b, (prompt, row) in enumerate(zip(prompt_ids, rows, strict=True)):
+            n = len(prompt)
+            ids[b, : len(row)] = torch.tensor(row)
+            positions[b, :n] = torch.arange(n)
+            allowed[b, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+            kept = [n - 1]
+            for a in range(num_actions):
+                start, m = starts[b * num_actions + a], len(cand_ids[b * num_actions + a]) - 1
+                positions[b, start : start + m] = n + torch.arange(m)
+                allowed[b, start : start + m, :n] = True
+                allowed[b, start : start + m, start : start + m] = torch.ones(m, m, dtype=torch.bool).tril()
+                kept.extend(range(start, start + m))
+            allowed[b, len(row) :, len(row) :] = torch.eye(width - len(row), dtype=torch.bool)  # padding sees itself
+            keep.append(kept)
+        count = max(len(k) for k in keep)
+        keep_t = torch.tensor([k + [k[0]] * (count - len(k)) for k in keep], device=device)
+        dtype = self.model.get_input_embeddings().weight.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        keep_arg = {"logits_to_keep": keep_t} if self._keeps_logits and flat else {}
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask[:, None].to(device),
+            position_ids=positions.to(device),
+            output_hidden_states=True,
+            use_cache=False,
+            **keep_arg,
+        )
+        last = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
+        hidden = out.hidden_states[-1][torch.arange(num_prompts, device=device), last].float()
+        if not flat:
+            return Scores(scores=None, hidden=hidden)
+        logits = (
+            out.logits if keep_arg else out.logits.gather(1, keep_t[:, :, None].expand(-1, -1, out.logits.shape[-1]))
+        )
+        logps = logits.float().log_softmax(-1)  # (prompts, kept positions, vocab)
+        targets, target_mask = self._pad(cand_ids, left=False)
+        token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=device)
+        for b in range(num_prompts):
+            offset = 1
+            for a in range(num_actions):
+                c = b * num_actions + a
+                tokens = targets[c, : len(cand_ids[c])]
+                # first token from the prompt's last position, the others from the candidate's inputs
+                rows_idx = torch.cat(
+                    [
+                        torch.zeros(1, dtype=torch.long, device=device),
+                        offset + torch.arange(len(tokens) - 1, device=device),
+                    ]
+                )
+                token_logps[c, : len(tokens)] = logps[b, rows_idx, tokens]
+                offset += len(tokens) - 1
+        return Scores(scores=self._finish(token_logps, target_mask, flat, num_prompts), hidden=hidden)
 
     def _score_seq2seq(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
         num_prompts = len(prompt_ids)

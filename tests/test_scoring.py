@@ -57,6 +57,31 @@ def test_shared_prefix_equals_reference(tiny_model: str, normalization: str, sco
     torch.testing.assert_close(fast.double(), slow, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize(("strategy", "max_padding"), [("packed", 0.0), ("packed", 1.0), ("cache", 0.1)])
+def test_causal_strategies_equal_reference(tiny_llama: str, strategy: str, max_padding: float) -> None:
+    loaded = load_language_model(tiny_llama)
+    prompts, candidates = prompts_and_candidates(n=5)
+    scorer = ActionScorer(
+        loaded.model, loaded.tokenizer, loaded.kind, "token", strategy=strategy, max_padding=max_padding
+    )
+    with torch.no_grad():
+        out = scorer.score(prompts, candidates)
+        reference = reference_scores(loaded, prompts, candidates, "token", False)
+        hidden = [
+            loaded.model(torch.tensor([loaded.tokenizer(p).input_ids]), output_hidden_states=True).hidden_states[-1][
+                0, -1
+            ]
+            for p in prompts
+        ]
+    torch.testing.assert_close(out.scores.double(), reference, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.hidden, torch.stack(hidden), atol=1e-5, rtol=1e-4)
+    if strategy == "packed":
+        lengths = [len(loaded.tokenizer(p).input_ids) for p in prompts]
+        groups = scorer._buckets(lengths)
+        assert sorted(i for g in groups for i in g) == list(range(5))
+        assert len(groups) == (1 if max_padding == 1.0 else len(set(lengths)))
+
+
 def test_french_and_synonym_candidates_are_scored(tiny_llama: str) -> None:
     loaded = load_language_model(tiny_llama)
     prompts, candidates = prompts_and_candidates("BabyAI-Text-GoTo-French-v0", n=2)
@@ -71,39 +96,46 @@ def test_french_and_synonym_candidates_are_scored(tiny_llama: str) -> None:
         )
 
 
-def test_logits_only_at_scored_positions(tiny_llama: str) -> None:
+def _hooked(module: torch.nn.Module, record: list, fn) -> None:
+    handle = module.register_forward_hook(lambda _m, inputs, _o: record.append(tuple(inputs[0].shape)))
+    try:
+        with torch.no_grad():
+            fn()
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("strategy", ["packed", "cache"])
+def test_logits_only_at_scored_positions(tiny_llama: str, strategy: str) -> None:
     loaded = load_language_model(tiny_llama)
     prompts, candidates = prompts_and_candidates(n=4)
-    positions: list[int] = []
-    head = loaded.model.get_output_embeddings()
-    handle = head.register_forward_hook(lambda _m, inputs, _o: positions.append(inputs[0].shape[:-1].numel()))
-    try:
-        with torch.no_grad():
-            ActionScorer(loaded.model, loaded.tokenizer, loaded.kind).score(prompts, candidates)
-    finally:
-        handle.remove()
-    longest = max(len(loaded.tokenizer(c, add_special_tokens=False).input_ids) for c in candidates[0])
-    # one position per prompt (its last), then the positions inside the candidates
-    assert positions[0] == 4
-    assert sum(positions[1:]) <= 4 * 6 * (longest - 1)
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, strategy=strategy)
+    shapes: list[tuple[int, ...]] = []
+    _hooked(loaded.model.get_output_embeddings(), shapes, lambda: scorer.score(prompts, candidates))
+    positions = sum(torch.Size(s[:-1]).numel() for s in shapes)
+    cand_inputs = sum(len(scorer.candidate_ids(c)) - 1 for c in candidates[0])
+    # per prompt: its last position, and each candidate's positions but the last (padding aside)
+    longest = max(len(scorer.candidate_ids(c)) for c in candidates[0])
+    assert 4 * (1 + cand_inputs) <= positions <= 4 * (1 + 6 * (longest - 1))
     prompt_tokens = sum(len(loaded.tokenizer(p).input_ids) for p in prompts)
-    assert sum(positions) < prompt_tokens / 4
+    assert positions < prompt_tokens / 4
 
 
-def test_each_prompt_runs_once(tiny_llama: str) -> None:
+@pytest.mark.parametrize("strategy", ["packed", "cache"])
+def test_each_prompt_runs_once(tiny_llama: str, strategy: str) -> None:
     loaded = load_language_model(tiny_llama)
     prompts, candidates = prompts_and_candidates(n=3)
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, strategy=strategy, max_padding=1.0)
     embedded: list[tuple[int, ...]] = []
-    emb = loaded.model.get_input_embeddings()
-    handle = emb.register_forward_hook(lambda _m, inputs, _o: embedded.append(tuple(inputs[0].shape)))
-    try:
-        with torch.no_grad():
-            ActionScorer(loaded.model, loaded.tokenizer, loaded.kind).score(prompts, candidates)
-    finally:
-        handle.remove()
+    _hooked(loaded.model.get_input_embeddings(), embedded, lambda: scorer.score(prompts, candidates))
     longest_prompt = max(len(loaded.tokenizer(p).input_ids) for p in prompts)
-    assert embedded[0] == (3, longest_prompt)  # all prompts, once, batched
-    assert embedded[1][0] == 3 * 6 and embedded[1][1] < 5  # then only the candidates' tokens
+    cand_inputs = sum(len(scorer.candidate_ids(c)) - 1 for c in candidates[0])
+    if strategy == "packed":  # one forward: each prompt once, followed by its candidates' tokens
+        assert len(embedded) == 1 and embedded[0][0] == 3
+        assert embedded[0][1] <= longest_prompt + cand_inputs
+    else:  # all prompts once, then only the candidates' tokens from the cache
+        assert embedded[0] == (3, longest_prompt)
+        assert embedded[1][0] == 3 * 6 and embedded[1][1] < 5
 
 
 def test_prompt_longer_than_context_is_an_error(tiny_llama: str) -> None:
