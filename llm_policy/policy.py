@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from babyai_text import decode_batch
 from babyai_text.observation import TEXT_KEYS
-from llm_policy.finetuning import FinetuneMode, apply_finetune_mode, disable_dropout
+from llm_policy.finetuning import FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
 from llm_policy.models import DEFAULT_MODEL, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
 from llm_policy.prompt import PromptTemplate
@@ -55,6 +55,9 @@ class LLMPolicy(ActorCriticPolicy):
     :param finetune: ``"full"``, ``"lora"``, ``"top_k"`` or ``"frozen"`` (see
         :func:`apply_finetune_mode`).
     :param top_k: blocks trained in ``"top_k"`` mode.
+    :param frozen_cache_size: in ``"top_k"`` mode (decoder-only, ``"packed"`` scoring), how
+        many token rows keep the output of the frozen lower blocks, so that PPO's update
+        epochs run only the top blocks on observations seen in the rollout; 0 disables.
     :param lora_kwargs: options for ``peft.LoraConfig`` in ``"lora"`` mode.
     :param normalization: ``"sum"`` (GLAM), ``"token"`` or ``"word"`` (TWOSOME).
     :param score_eos: also score the end-of-sequence token after each action.
@@ -84,6 +87,7 @@ class LLMPolicy(ActorCriticPolicy):
         pretrained: bool = True,
         finetune: FinetuneMode = "full",
         top_k: int = 2,
+        frozen_cache_size: int = 4096,
         lora_kwargs: dict[str, Any] | None = None,
         normalization: Normalization = "sum",
         score_eos: bool = False,
@@ -133,6 +137,7 @@ class LLMPolicy(ActorCriticPolicy):
         self.pretrained = pretrained
         self.finetune: FinetuneMode = finetune
         self.top_k = top_k
+        self.frozen_cache_size = frozen_cache_size
         self.lora_kwargs = lora_kwargs
         self.normalization: Normalization = normalization
         self.score_eos = score_eos
@@ -177,6 +182,11 @@ class LLMPolicy(ActorCriticPolicy):
             strategy=self.scoring_strategy,
             max_padding=self.max_padding,
         )
+        reuse_frozen = (
+            self.finetune == "top_k" and self.frozen_cache_size > 0 and self.top_k < len(transformer_blocks(hf_model))
+        )
+        if reuse_frozen and loaded.kind == "causal" and self.scoring_strategy == "packed":
+            self.scorer.cache_lower_blocks(transformer_blocks(hf_model), self.top_k, self.frozen_cache_size)
         hidden = hf_model.config.get_text_config().hidden_size
         layers: list[nn.Module] = []
         for size in self.value_head_sizes:
@@ -206,6 +216,7 @@ class LLMPolicy(ActorCriticPolicy):
             pretrained=self.pretrained,
             finetune=self.finetune,
             top_k=self.top_k,
+            frozen_cache_size=self.frozen_cache_size,
             lora_kwargs=self.lora_kwargs,
             normalization=self.normalization,
             score_eos=self.score_eos,

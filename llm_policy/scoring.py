@@ -24,9 +24,13 @@ prefix one another, so the EOS term would only add the same kind of bias to all.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -99,6 +103,7 @@ class ActionScorer:
             raise ValueError(f"max_padding must be >= 0, got {max_padding}")
         self.strategy = strategy
         self.max_padding = max_padding
+        self.lower_cache: LowerBlockCache | None = None
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
         self.model = model
@@ -199,6 +204,19 @@ class ActionScorer:
             return Scores(scores=None, hidden=hidden)
         scores = torch.cat([p.scores for p in parts])[inverse.to(parts[0].hidden.device)]
         return Scores(scores=scores, hidden=hidden)
+
+    def cache_lower_blocks(self, blocks: torch.nn.ModuleList, trained: int, max_entries: int = 2048) -> None:
+        """Reuse the output of frozen lower blocks across calls (``"packed"`` strategy only).
+
+        With only the top ``trained`` blocks trainable, the input to the first of them is a
+        fixed function of the tokens; PPO scores each rollout observation again in every
+        epoch, so that input is cached when first computed (during the rollout) and the
+        update runs only the top blocks.  The first reuse is checked against a full
+        forward; a model for which they differ falls back to full forwards.
+        """
+        if self.kind != "causal" or self.strategy != "packed":
+            raise ValueError("caching lower blocks needs a decoder-only model and the 'packed' strategy")
+        self.lower_cache = LowerBlockCache(blocks, len(blocks) - trained, max_entries)
 
     def _buckets(self, lengths: list[int]) -> list[list[int]]:
         """Group prompt indices (by length) so that padding stays within ``max_padding``."""
@@ -312,14 +330,21 @@ class ActionScorer:
         dtype = self.model.get_input_embeddings().weight.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
         keep_arg = {"logits_to_keep": keep_t} if self._keeps_logits and flat else {}
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=mask[:, None].to(device),
-            position_ids=positions.to(device),
-            output_hidden_states=True,
-            use_cache=False,
+        inputs = {
+            "attention_mask": mask[:, None].to(device),
+            "position_ids": positions.to(device),
+            "output_hidden_states": True,
+            "use_cache": False,
             **keep_arg,
-        )
+        }
+        keys = [tuple(row) for row in rows]
+        if self.lower_cache is not None and all(k in self.lower_cache for k in keys):
+            out = self.lower_cache.run_upper(self.model, keys, width, inputs)
+        elif self.lower_cache is not None:
+            with self.lower_cache.capture(keys, [len(r) for r in rows]):
+                out = self.model(input_ids=ids.to(device), **inputs)
+        else:
+            out = self.model(input_ids=ids.to(device), **inputs)
         last = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
         hidden = out.hidden_states[-1][torch.arange(num_prompts, device=device), last].float()
         if not flat:
@@ -378,3 +403,85 @@ class ActionScorer:
         token_logps = out.logits.float().log_softmax(-1).gather(-1, targets[:, :, None]).squeeze(-1)
         hidden = out.decoder_hidden_states[-1][::num_actions, 0].float()
         return Scores(scores=self._finish(token_logps, target_mask, flat, num_prompts), hidden=hidden)
+
+
+class LowerBlockCache:
+    """Inputs of the first trained block, per packed row of tokens (an LRU of tensors).
+
+    :param blocks: the model's stack of transformer blocks.
+    :param split: index of the first trained block.
+    :param max_entries: rows kept (each ``row length × hidden size`` floats).
+    """
+
+    def __init__(self, blocks: torch.nn.ModuleList, split: int, max_entries: int) -> None:
+        if not 0 < split < len(blocks):
+            raise ValueError(f"split must be inside the {len(blocks)} blocks, got {split}")
+        self.blocks = blocks
+        self.split = split
+        self.max_entries = max_entries
+        self.entries: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self.verified = False
+        self.enabled = True
+
+    def __contains__(self, key: tuple[int, ...]) -> bool:
+        return self.enabled and key in self.entries
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    @contextlib.contextmanager
+    def capture(self, keys: list[tuple[int, ...]], lengths: list[int]) -> Iterator[None]:
+        """Record the input of block ``split`` during a full forward."""
+
+        def hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            for key, length, row in zip(keys, lengths, hidden.detach(), strict=True):
+                self.entries[key] = row[:length].clone()
+                self.entries.move_to_end(key)
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
+
+        handle = self.blocks[self.split].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _swap_blocks(self, model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+        for name, module in model.named_modules():
+            if module is self.blocks:
+                parent_name, _, attr = name.rpartition(".")
+                return model.get_submodule(parent_name), attr
+        raise RuntimeError("the cached block stack is not part of the model")
+
+    def run_upper(self, model: torch.nn.Module, keys: list[tuple[int, ...]], width: int, inputs: dict[str, Any]) -> Any:
+        """Forward from the cached inputs of block ``split`` through the top blocks only."""
+        rows = [self.entries[k] for k in keys]
+        for k in keys:
+            self.entries.move_to_end(k)
+        hidden = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
+        for i, row in enumerate(rows):
+            hidden[i, : row.shape[0]] = row
+        parent, attr = self._swap_blocks(model)
+        setattr(parent, attr, torch.nn.ModuleList(list(self.blocks)[self.split :]))
+        try:
+            out = model(inputs_embeds=hidden, **inputs)
+        finally:
+            setattr(parent, attr, self.blocks)
+        if not self.verified:
+            self.verified = True
+            with torch.no_grad():
+                full = model(
+                    input_ids=torch.tensor([list(k) + [0] * (width - len(k)) for k in keys], device=hidden.device),
+                    **inputs,
+                )
+            if not torch.allclose(full.logits.float(), out.logits.float(), atol=1e-4, rtol=1e-3):
+                warnings.warn(
+                    f"{type(model).__name__} does not accept cached block inputs as input embeddings; "
+                    "running full forwards instead",
+                    stacklevel=2,
+                )
+                self.enabled = False
+                self.clear()
+                return full
+        return out

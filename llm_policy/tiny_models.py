@@ -8,54 +8,30 @@ parameters, saved with ``save_pretrained`` so that any code loading a model by p
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-import gymnasium as gym
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
-import babyai_text
+from babyai_text.vocabulary import babyai_vocabulary, split_words
 from llm_policy.prompt import PromptTemplate
 
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
-def babyai_vocabulary(episodes: int = 30) -> list[str]:
-    """Every word of the built-in languages' sentences, missions and actions, and the prompt's."""
-    texts: list[str] = []
-    for language in babyai_text.VARIANTS.values():
-        for colour in ("red", "green", "blue", "purple", "yellow", "grey"):
-            for obj_type, state in (
-                ("key", None),
-                ("ball", None),
-                ("box", None),
-                ("door", "open"),
-                ("door", "closed"),
-                ("door", "locked"),
-            ):
-                texts.append(language.see_object(obj_type, colour, state, -3, 6))
-                texts.append(language.see_object(obj_type, colour, state, 3, 1))
-            for obj_type in ("key", "ball", "box"):
-                texts.append(language.carry(obj_type, colour))
-        texts.append(language.see_wall(0, 2))
-        texts.extend(language.action_names)
-    for variant in babyai_text.VARIANTS:
-        for env_id in ("BabyAI-Text-MixedTrain-v0", "BabyAI-Text-PickUpSeqPickUp-v0"):
-            env = gym.make(env_id, variant=variant)
-            for seed in range(episodes):
-                texts.append(env.reset(seed=seed)[1]["mission"])
+def tokenizer_vocabulary() -> list[str]:
+    """Special tokens, BabyAI-Text's words and GLAM's prompt words."""
     template = PromptTemplate()
-    texts += [template.actions, template.goal, template.observation, template.action, "0 1 2 3 4 5 6 7 8 9"]
-    words = {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)}
-    return SPECIAL + sorted(words)
+    prompt_words = split_words(" ".join([template.actions, template.goal, template.observation, template.action]))
+    return SPECIAL + sorted(set(babyai_vocabulary()) | set(prompt_words))
 
 
 def build_tokenizer(directory: Path | None = None) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(babyai_vocabulary())}
+    vocab = {w: i for i, w in enumerate(tokenizer_vocabulary())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
     fast = PreTrainedTokenizerFast(

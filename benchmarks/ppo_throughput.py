@@ -1,0 +1,96 @@
+"""End-to-end PPO throughput (rollout + update) of LLMPolicy on CPU, per fine-tuning mode.
+
+Each mode runs in its own subprocess (so each peak RSS is its own): stock SB3 PPO with
+the built-in SmolLM2-135M on ``BabyAI-Text-GoToS5N2-v0``, ``n_envs`` DummyVecEnv envs ×
+``n_steps`` = 64 env-steps per rollout, one update on minibatches of 64.  The first
+rollout+update (warm-up: model load, first allocations) is not timed; the second is.
+
+    python benchmarks/ppo_throughput.py [--modes full lora top_k] [--epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def run_mode(mode: str, n_envs: int, n_steps: int, batch_size: int, epochs: int, micro_batch: int | None) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import babyai_text  # noqa: F401
+    from llm_policy import LLMPolicy
+
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * n_envs)
+    policy_kwargs = {"finetune": mode, "micro_batch_size": micro_batch}
+    if mode == "top_k":
+        policy_kwargs["top_k"] = 2
+    model = PPO(
+        LLMPolicy,
+        env,
+        n_steps=n_steps,
+        batch_size=batch_size,
+        n_epochs=epochs,
+        learning_rate=1e-5,
+        seed=0,
+        policy_kwargs=policy_kwargs,
+    )
+    per_rollout = n_steps * n_envs
+    model.learn(per_rollout)  # warm-up
+    start = time.perf_counter()
+    model.learn(per_rollout, reset_num_timesteps=False)
+    seconds = time.perf_counter() - start
+    return {
+        "mode": mode,
+        "env_steps": per_rollout,
+        "seconds": seconds,
+        "steps_per_s": per_rollout / seconds,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modes", nargs="+", default=["full", "lora", "top_k"])
+    parser.add_argument("--envs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=16, help="n_steps per env and rollout")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--micro-batch", type=int, default=None)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        result = run_mode(args.worker, args.envs, args.steps, args.batch_size, args.epochs, args.micro_batch)
+        print("RESULT " + json.dumps(result))
+        return
+
+    print(
+        f"SmolLM2-135M, BabyAI-Text-GoToS5N2-v0, {args.envs} envs x {args.steps} steps per rollout, "
+        f"batch_size {args.batch_size}, n_epochs {args.epochs}, micro_batch_size {args.micro_batch}"
+    )
+    print("| mode | env-steps timed | seconds | env-steps/s (rollout + update) | peak RSS (GB) |")
+    print("|---|---|---|---|---|")
+    for mode in args.modes:
+        cmd = [sys.executable, __file__, "--worker", mode, "--envs", str(args.envs), "--steps", str(args.steps)]
+        cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+        if args.micro_batch:
+            cmd += ["--micro-batch", str(args.micro_batch)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        if out.returncode != 0 or not lines:
+            print(f"| {mode} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} | | | |")
+            continue
+        r = json.loads(lines[-1][len("RESULT ") :])
+        print(f"| {mode} | {r['env_steps']} | {r['seconds']:.1f} | {r['steps_per_s']:.2f} | {r['peak_rss_gb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Train DRRN (GRU encodings of GLAM's prompt and of each action name) with stock SB3 DQN.
+
+python examples/train_drrn.py --env-id BabyAI-Text-GoToS5N2-v0 --total-timesteps 50000
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from stable_baselines3 import DQN
+
+from glam_baselines import DRRNPolicy
+from glam_baselines.callbacks import CleanRLLogger
+from glam_baselines.envs import make_text_vec_env
+
+
+@dataclass
+class Args:
+    env_id: str = "BabyAI-Text-GoToS5N2-v0"
+    """a BabyAI-Text id"""
+    total_timesteps: int = 50_000
+    n_envs: int = 4
+    learning_rate: float = 1e-4
+    gamma: float = 0.9
+    batch_size: int = 64
+    buffer_size: int = 50_000
+    learning_starts: int = 1_000
+    train_freq: int = 4
+    gradient_steps: int = 1
+    target_update_interval: int = 1_000
+    exploration: str = "softmax"
+    """softmax: sample softmax(Q / temperature) as GLAM; epsilon: epsilon-greedy"""
+    temperature: float = 1.0
+    exploration_fraction: float = 0.3
+    """epsilon-greedy only"""
+    exploration_final_eps: float = 0.05
+    """epsilon-greedy only"""
+    embedding_dim: int = 128
+    hidden_dim: int = 128
+    reward_scale: float = 1.0
+    seed: int = 1
+    run_dir: Path = Path("runs")
+    save_model: bool = False
+    torch_threads: int | None = None
+
+
+def main(args: Args) -> DQN:
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    run_name = f"{args.env_id}__drrn__{args.seed}__{int(time.time())}"
+    env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
+    softmax = args.exploration == "softmax"
+    model = DQN(
+        DRRNPolicy,
+        env,
+        learning_rate=args.learning_rate,
+        gamma=args.gamma,
+        batch_size=args.batch_size,
+        buffer_size=args.buffer_size,
+        learning_starts=args.learning_starts,
+        train_freq=args.train_freq,
+        gradient_steps=args.gradient_steps,
+        target_update_interval=args.target_update_interval,
+        # softmax exploration replaces epsilon: DQN's random actions are switched off
+        exploration_initial_eps=0.0 if softmax else 1.0,
+        exploration_final_eps=0.0 if softmax else args.exploration_final_eps,
+        exploration_fraction=args.exploration_fraction,
+        seed=args.seed,
+        policy_kwargs={
+            "exploration": args.exploration,
+            "temperature": args.temperature,
+            "embedding_dim": args.embedding_dim,
+            "hidden_dim": args.hidden_dim,
+        },
+    )
+    model.learn(args.total_timesteps, callback=CleanRLLogger(args.run_dir / run_name), progress_bar=True)
+    if args.save_model:
+        model.save(args.run_dir / run_name / "model.zip")
+    print(f"logs in {args.run_dir / run_name}")
+    return model
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
