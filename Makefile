@@ -18,12 +18,12 @@ main: $(STAMP)
 	$(PY) examples/env_tour.py
 
 test: $(STAMP)
-	$(PY) -m ruff check babyai_text llm_policy tests benchmarks examples
+	$(PY) -m ruff check babyai_text llm_policy glam_baselines tests benchmarks examples
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check --fix babyai_text llm_policy tests benchmarks examples
-	$(PY) -m ruff format babyai_text llm_policy tests benchmarks examples
+	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines tests benchmarks examples
+	$(PY) -m ruff format babyai_text llm_policy glam_baselines tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py

@@ -59,6 +59,7 @@ class BotAgent:
         else:
             self.envs = [env.unwrapped]
         self.bots: list[BabyAIBot | None] = [None] * len(self.envs)
+        self._instrs: list[object] = [None] * len(self.envs)
 
     def predict(
         self,
@@ -70,17 +71,20 @@ class BotAgent:
         n, batched = _batch_size(observation)
         if n != len(self.envs):
             raise ValueError(f"BotAgent drives {len(self.envs)} envs but got {n} observations")
-        starts = np.ones(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
         actions = np.zeros(n, dtype=np.int64)
         for i, env in enumerate(self.envs):
             bot = self.bots[i]
-            if bot is None or starts[i] or bot.mission is not env:
+            # A new episode has a new instruction object; episode_start cannot be trusted for
+            # this (evaluate_policy stops updating it for envs that finished their quota).
+            if bot is None or self._instrs[i] is not env.instrs:
                 bot = self.bots[i] = BabyAIBot(env)
+                self._instrs[i] = env.instrs
             with contextlib.redirect_stdout(io.StringIO()):
                 action = int(bot.replan())
             actions[i] = action if action < 6 else 0  # never minigrid's "done"
         return (actions if batched else actions[0]), None
 
     def reset(self) -> None:
-        """Forget the plans (call when the envs are reset outside of episode starts)."""
+        """Forget the plans."""
         self.bots = [None] * len(self.envs)
+        self._instrs = [None] * len(self.envs)

@@ -1,0 +1,94 @@
+"""Each training script runs end to end for a tiny budget, as a user would run it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run(script: str, *args: str, tmp_path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / script), "--run-dir", str(tmp_path), "--save-model", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def check_run(tmp_path) -> None:
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (run_dir / "model.zip").exists()
+    assert any(p.name.startswith("events.out.tfevents") for p in run_dir.iterdir())
+    with open(run_dir / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) == {"frames", "return", "length", "success"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(run_dir)).Reload().Tags()["scalars"]
+    assert {"charts/episodic_return", "charts/success_rate", "charts/SPS"} <= set(tags)
+    assert any(t.startswith("losses/") for t in tags)
+
+
+@pytest.mark.slow
+def test_train_symbolic_ppo(tmp_path) -> None:
+    run(
+        "train_symbolic_ppo.py",
+        "--total-timesteps",
+        "512",
+        "--n-envs",
+        "2",
+        "--n-steps",
+        "128",
+        "--batch-size",
+        "64",
+        tmp_path=tmp_path,
+    )
+    check_run(tmp_path)
+
+
+@pytest.mark.slow
+def test_train_drrn(tmp_path) -> None:
+    run(
+        "train_drrn.py",
+        "--total-timesteps",
+        "400",
+        "--learning-starts",
+        "64",
+        "--batch-size",
+        "16",
+        "--n-envs",
+        "2",
+        tmp_path=tmp_path,
+    )
+    check_run(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("npae", [False, True])
+def test_train_llm_ppo(tmp_path, tiny_llama: str, npae: bool) -> None:
+    args = ["--model", tiny_llama, "--total-timesteps", "64", "--n-envs", "2", "--n-steps", "16", "--batch-size", "16"]
+    run("train_llm_ppo.py", *args, *(["--npae"] if npae else []), tmp_path=tmp_path)
+    check_run(tmp_path)
+
+
+@pytest.mark.slow
+def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "BabyAI-Text-GoToS5N2-v0"]
+    cmd += ["--gym-packages", "babyai_text", "--conf-file", str(REPO / "hyperparams" / "ppo.yml")]
+    cmd += ["-n", "2048", "--log-folder", str(tmp_path), "--eval-freq", "-1", "--seed", "0"]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert list(tmp_path.rglob("BabyAI-Text-GoToS5N2-v0.zip"))
