@@ -27,3 +27,5 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/scoring_throughput.py
+	$(PY) benchmarks/ppo_throughput.py --micro-batch 16

@@ -5,17 +5,15 @@ python examples/train_drrn.py --env-id BabyAI-Text-GoToS5N2-v0 --total-timesteps
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import tyro
 from stable_baselines3 import DQN
 
 from glam_baselines import DRRNPolicy
-from glam_baselines.callbacks import CleanRLLogger
 from glam_baselines.envs import make_text_vec_env
+from glam_baselines.training import run_name, train
 
 
 @dataclass
@@ -49,9 +47,7 @@ class Args:
 
 
 def main(args: Args) -> DQN:
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    run_name = f"{args.env_id}__drrn__{args.seed}__{int(time.time())}"
+    name = run_name(args.env_id, "drrn", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     softmax = args.exploration == "softmax"
     model = DQN(
@@ -77,10 +73,7 @@ def main(args: Args) -> DQN:
             "hidden_dim": args.hidden_dim,
         },
     )
-    model.learn(args.total_timesteps, callback=CleanRLLogger(args.run_dir / run_name), progress_bar=True)
-    if args.save_model:
-        model.save(args.run_dir / run_name / "model.zip")
-    print(f"logs in {args.run_dir / run_name}")
+    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
     return model
 
 

@@ -5,16 +5,14 @@ python examples/train_llm_ppo.py --env-id BabyAI-Text-GoToS5N2-v0 --total-timest
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import tyro
 from stable_baselines3 import PPO
 
-from glam_baselines.callbacks import CleanRLLogger
 from glam_baselines.envs import make_text_vec_env
+from glam_baselines.training import run_name, train
 from llm_policy import LLMPolicy
 
 
@@ -56,10 +54,8 @@ class Args:
 
 
 def main(args: Args) -> PPO:
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
     kind = "npae" if args.npae else "llm"
-    run_name = f"{args.env_id}__{kind}_ppo__{args.seed}__{int(time.time())}"
+    name = run_name(args.env_id, f"{kind}_ppo", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     model = PPO(
         LLMPolicy,
@@ -85,10 +81,7 @@ def main(args: Args) -> PPO:
             "micro_batch_size": args.micro_batch_size,
         },
     )
-    model.learn(args.total_timesteps, callback=CleanRLLogger(args.run_dir / run_name), progress_bar=True)
-    if args.save_model:
-        model.save(args.run_dir / run_name / "model.zip")
-    print(f"logs in {args.run_dir / run_name}")
+    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
     return model
 
 

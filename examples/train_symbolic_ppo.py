@@ -5,18 +5,16 @@ python examples/train_symbolic_ppo.py --env-id BabyAI-Text-GoToS5N2-v0 --total-t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import tyro
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from glam_baselines import BabyAIFeaturesExtractor
-from glam_baselines.callbacks import CleanRLLogger
 from glam_baselines.envs import make_text_vec_env
+from glam_baselines.training import run_name, train
 
 
 @dataclass
@@ -47,10 +45,8 @@ class Args:
 
 
 def main(args: Args) -> PPO | RecurrentPPO:
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
     algo = "symbolic_recurrent_ppo" if args.recurrent else "symbolic_ppo"
-    run_name = f"{args.env_id}__{algo}__{args.seed}__{int(time.time())}"
+    name = run_name(args.env_id, algo, args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     policy_kwargs: dict = {"features_extractor_class": BabyAIFeaturesExtractor, "net_arch": [64]}
     if args.recurrent:
@@ -72,10 +68,7 @@ def main(args: Args) -> PPO | RecurrentPPO:
         seed=args.seed,
         policy_kwargs=policy_kwargs,
     )
-    model.learn(args.total_timesteps, callback=CleanRLLogger(args.run_dir / run_name), progress_bar=True)
-    if args.save_model:
-        model.save(args.run_dir / run_name / "model.zip")
-    print(f"logs in {args.run_dir / run_name}")
+    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
     return model
 
 
