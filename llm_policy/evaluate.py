@@ -1,0 +1,257 @@
+"""Evaluate agents on suites of BabyAI-Text envs: success rate, return, 99 % confidence intervals.
+
+    python -m llm_policy.evaluate --agent runs/.../model.zip --agent random --suite glam --episodes 100
+
+An agent is a saved SB3 zip (PPO, RecurrentPPO or DQN, e.g. LLMPolicy, Symbolic-PPO,
+DRRN), ``random``, ``bot`` (minigrid's BabyAIBot), or a language-model name or directory
+(zero-shot: an untrained :class:`LLMPolicy`).  Every agent plays the same seeded
+episodes.  Writes ``<out>/evaluation.{md,csv,json}`` and a grouped bar chart
+``<out>/evaluation.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from tqdm import tqdm
+
+import babyai_text  # noqa: F401  (registers the ids)
+
+#: z for a two-sided 99 % normal interval (as GLAM).
+Z99 = 2.5758
+
+#: Suites: (label, env id, env kwargs). "glam" is the paper's generalization figure.
+SUITES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
+    "glam": [
+        ("(a) no change", "BabyAI-Text-MixedTrain-v0", {}),
+        ("(b) renamed objects", "BabyAI-Text-MixedTrain-RenamedObjects-v0", {}),
+        ("(c) invented words", "BabyAI-Text-MixedTrain-InventedWords-v0", {}),
+        ("(d) new composition", "BabyAI-Text-PickUpSeqPickUp-v0", {}),
+        ("(e) synonym actions", "BabyAI-Text-MixedTrain-SynonymActions-v0", {}),
+        ("(f) French (GoTo)", "BabyAI-Text-GoTo-French-v0", {}),
+    ],
+    "small": [
+        ("(a) no change", "BabyAI-Text-GoToS5N2-v0", {}),
+        ("(b) renamed objects", "BabyAI-Text-GoToS5N2-v0", {"variant": "RenamedObjects"}),
+        ("(c) invented words", "BabyAI-Text-GoToS5N2-v0", {"variant": "InventedWords"}),
+        ("(c') colour synonyms", "BabyAI-Text-GoToS5N2-v0", {"variant": "ColourSynonyms"}),
+        ("(e) synonym actions", "BabyAI-Text-GoToS5N2-v0", {"variant": "SynonymActions"}),
+        ("(f) French", "BabyAI-Text-GoToS5N2-v0", {"variant": "French"}),
+    ],
+}
+
+
+@dataclass
+class Result:
+    """One agent on one suite entry."""
+
+    agent: str
+    label: str
+    env_id: str
+    episodes: int
+    success_rate: float
+    success_ci99: float
+    mean_return: float
+    return_ci99: float
+
+
+def confidence_halfwidth(values: np.ndarray) -> float:
+    """Half-width of the 99 % normal interval of the mean of ``values``."""
+    if len(values) < 2:
+        return float("nan")
+    return Z99 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+
+
+def load_agent(spec: str, env: VecEnv) -> Any:
+    """An object with SB3's ``predict`` for ``spec`` (see the module docs)."""
+    from glam_baselines import BotAgent, RandomAgent
+
+    if spec == "random":
+        return RandomAgent(env.action_space, seed=0)
+    if spec == "bot":
+        return BotAgent(env)
+    path = Path(spec)
+    if spec.endswith(".zip") or (path.exists() and path.is_file()):
+        if not path.exists():
+            raise FileNotFoundError(f"agent file {spec!r} does not exist")
+        return _load_zip(path, env)
+    from stable_baselines3 import PPO
+
+    from llm_policy.models import ModelNotFoundError
+    from llm_policy.policy import LLMPolicy
+
+    try:
+        return PPO(LLMPolicy, env, policy_kwargs={"model": spec}, n_steps=8, batch_size=8)
+    except ModelNotFoundError as err:
+        raise ValueError(
+            f"unknown agent {spec!r}: not 'random', 'bot', a saved .zip agent, nor a loadable model ({err})"
+        ) from None
+
+
+def _load_zip(path: Path, env: VecEnv) -> Any:
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, _, _ = load_from_zip_file(
+        path, load_data=True, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0}
+    )
+    policy_class = data.get("policy_class") if data else None
+    names = {c.__name__ for c in getattr(policy_class, "__mro__", ())}
+    if "RecurrentActorCriticPolicy" in names:
+        algo = RecurrentPPO
+    elif "DQNPolicy" in names:
+        algo = DQN
+    elif "ActorCriticPolicy" in names:
+        algo = PPO
+    else:
+        raise ValueError(f"{path} is not a saved PPO, RecurrentPPO or DQN agent (policy class {policy_class})")
+    return algo.load(path, env=env, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0})
+
+
+def run_episodes(agent: Any, env: VecEnv, episodes: int, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Play ``episodes`` episodes (split over the envs); returns successes and returns."""
+    n = env.num_envs
+    targets = np.array([(episodes + i) // n for i in range(n)])
+    counts = np.zeros(n, dtype=int)
+    successes, returns = [], []
+    current = np.zeros(n)
+    obs = env.reset()
+    state = None
+    starts = np.ones(n, dtype=bool)
+    while (counts < targets).any():
+        actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
+        obs, rewards, dones, infos = env.step(actions)
+        current += rewards
+        for i in range(n):
+            if dones[i] and counts[i] < targets[i]:
+                successes.append(float(infos[i].get("success", False)))
+                returns.append(current[i])
+                counts[i] += 1
+            if dones[i]:
+                current[i] = 0
+        starts = dones
+    return np.array(successes), np.array(returns)
+
+
+def evaluate(
+    agents: list[str], suite: str, episodes: int = 100, n_envs: int = 4, seed: int = 0, deterministic: bool = False
+) -> list[Result]:
+    """Every agent on every entry of ``suite``, on the same seeded episodes."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    results = []
+    jobs = [(a, entry) for a in agents for entry in SUITES[suite]]
+    for agent_spec, (label, env_id, kwargs) in tqdm(jobs, desc="evaluating"):
+        env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
+        env.seed(seed)
+        agent = load_agent(agent_spec, env)
+        success, returns = run_episodes(agent, env, episodes, deterministic)
+        results.append(
+            Result(
+                agent=agent_spec,
+                label=label,
+                env_id=env_id + (f" {kwargs}" if kwargs else ""),
+                episodes=len(success),
+                success_rate=float(success.mean()),
+                success_ci99=confidence_halfwidth(success),
+                mean_return=float(returns.mean()),
+                return_ci99=confidence_halfwidth(returns),
+            )
+        )
+        env.close()
+    return results
+
+
+def markdown(results: list[Result]) -> str:
+    """One row per suite entry, a column per agent: success ± 99 % CI, relative change vs (a), return."""
+    agents = list(dict.fromkeys(r.agent for r in results))
+    labels = list(dict.fromkeys(r.label for r in results))
+    by_key = {(r.agent, r.label): r for r in results}
+    head = "| test | " + " | ".join(f"{_short(a)}: success (99 % CI) | vs (a) | return" for a in agents) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(agents)]
+    for label in labels:
+        cells = []
+        for agent in agents:
+            r = by_key[(agent, label)]
+            base = by_key[(agent, labels[0])].success_rate
+            rel = f"{(r.success_rate - base) / base:+.0%}" if base > 0 and label != labels[0] else "—"
+            cells.append(f"{r.success_rate:.2f} ± {r.success_ci99:.2f} | {rel} | {r.mean_return:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _short(agent: str) -> str:
+    path = Path(agent)
+    return path.parent.name.split("__")[1] if path.suffix == ".zip" and "__" in path.parent.name else path.name or agent
+
+
+def bar_chart(results: list[Result], png: Path) -> None:
+    """Grouped bars (one group per test, one bar per agent) with 99 % CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents = list(dict.fromkeys(r.agent for r in results))
+    labels = list(dict.fromkeys(r.label for r in results))
+    by_key = {(r.agent, r.label): r for r in results}
+    width = 0.8 / len(agents)
+    fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 4))
+    for k, agent in enumerate(agents):
+        xs = np.arange(len(labels)) + k * width - 0.4 + width / 2
+        rates = [by_key[(agent, lab)].success_rate for lab in labels]
+        errors = [by_key[(agent, lab)].success_ci99 for lab in labels]
+        ax.bar(xs, rates, width, yerr=np.nan_to_num(errors), capsize=3, label=_short(agent))
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=20, ha="right")
+    ax.set_ylabel("success rate (99 % CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def write(results: list[Result], out: Path) -> dict[str, Path]:
+    """``evaluation.md``, ``.csv``, ``.json`` and ``.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"evaluation.{ext}" for ext in ("md", "csv", "json", "png")}
+    paths["md"].write_text(markdown(results) + "\n")
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(results[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in results)
+    paths["json"].write_text(json.dumps([asdict(r) for r in results], indent=2))
+    bar_chart(results, paths["png"])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agent", action="append", required=True, help="repeatable: .zip, random, bot or a model")
+    parser.add_argument("--suite", default="glam", help=f"one of {sorted(SUITES)}")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--envs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic)
+    print(markdown(results))
+    for path in write(results, args.out).values():
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

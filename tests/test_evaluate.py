@@ -1,0 +1,85 @@
+"""The evaluation CLI and API: any agent on a suite, table with 99 % CIs, files written."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from glam_baselines import DRRNPolicy
+from llm_policy import LLMPolicy
+from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown
+
+
+def test_confidence_interval_math() -> None:
+    values = np.array([1.0, 0.0, 1.0, 1.0])
+    expected = Z99 * np.std(values, ddof=1) / 2
+    assert confidence_halfwidth(values) == pytest.approx(expected)
+    assert np.isnan(confidence_halfwidth(np.array([1.0])))
+
+
+def test_cli_writes_table_csv_json_and_png(tmp_path, tiny_llama: str, capsys) -> None:
+    main(
+        [
+            "--agent",
+            "random",
+            "--agent",
+            "bot",
+            "--agent",
+            tiny_llama,
+            "--suite",
+            "small",
+            "--episodes",
+            "4",
+            "--envs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "evaluation.json").read_text())
+    assert len(rows) == 3 * len(SUITES["small"])
+    assert all(r["episodes"] == 4 for r in rows)
+    bot = [r for r in rows if r["agent"] == "bot"]
+    assert all(r["success_rate"] == 1.0 for r in bot)
+    table = (tmp_path / "evaluation.md").read_text().splitlines()
+    assert len(table) == 2 + len(SUITES["small"])
+    assert table[0].count("success (99 % CI)") == 3
+    assert "(f) French" in printed
+    assert (tmp_path / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "evaluation.csv").read_text().startswith("agent,label,env_id,episodes,success_rate")
+
+
+def test_saved_agents_of_each_algorithm(tmp_path, tiny_llama: str) -> None:
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
+    ppo = PPO(LLMPolicy, env, n_steps=8, batch_size=16, n_epochs=1, policy_kwargs={"model": tiny_llama})
+    ppo.learn(16)
+    ppo.save(tmp_path / "llm.zip")
+    dqn = DQN(
+        DRRNPolicy,
+        env,
+        learning_starts=4,
+        batch_size=4,
+        buffer_size=64,
+        policy_kwargs={"embedding_dim": 8, "hidden_dim": 8},
+    )
+    dqn.learn(16)
+    dqn.save(tmp_path / "drrn.zip")
+    results = evaluate([str(tmp_path / "llm.zip"), str(tmp_path / "drrn.zip")], "small", episodes=2, n_envs=2)
+    assert len(results) == 2 * len(SUITES["small"])
+    assert all(0 <= r.success_rate <= 1 for r in results)
+    assert "vs (a)" in markdown(results)
+
+
+def test_bad_agent_and_suite() -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate(["nowhere/agent.zip"], "small", episodes=1)
+    with pytest.raises(ValueError, match="unknown suite 'atari'"):
+        evaluate(["random"], "atari", episodes=1)
+    with pytest.raises(ValueError, match="unknown agent 'no-such-agent'"):
+        evaluate(["no-such-agent"], "small", episodes=1)
