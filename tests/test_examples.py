@@ -92,3 +92,24 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list(tmp_path.rglob("BabyAI-Text-GoToS5N2-v0.zip"))
+
+
+@pytest.mark.slow
+def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2"]
+    args += ["--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--out", str(tmp_path)]
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "main_job.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("evaluation.md", "evaluation.csv", "evaluation.json", "evaluation.png", "learning_curve.png"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "training" / "model.zip").exists()
+    table = (tmp_path / "evaluation.md").read_text()
+    assert "zero-shot" in table and "after 64 PPO steps" in table
