@@ -21,6 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm import tqdm
 
@@ -155,6 +156,7 @@ def evaluate(
         env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
         env.seed(seed)
         agent = load_agent(agent_spec, env)
+        set_random_seed(seed)  # the agents' own sampling is reproducible too
         success, returns = run_episodes(agent, env, episodes, deterministic)
         results.append(
             Result(
