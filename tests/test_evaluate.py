@@ -83,3 +83,9 @@ def test_bad_agent_and_suite() -> None:
         evaluate(["random"], "atari", episodes=1)
     with pytest.raises(ValueError, match="unknown agent 'no-such-agent'"):
         evaluate(["no-such-agent"], "small", episodes=1)
+
+
+def test_evaluation_is_reproducible(tiny_llama: str) -> None:
+    first = evaluate([tiny_llama], "small", episodes=3, n_envs=1, seed=3)
+    second = evaluate([tiny_llama], "small", episodes=3, n_envs=1, seed=3)
+    assert first == second
