@@ -62,19 +62,15 @@ def _check_keys(kind: str, mapping: Mapping[str, object], expected: tuple[str, .
         raise ValueError(f"{kind} table must name exactly {list(expected)}; missing {missing}, unknown {unknown}")
 
 
-def _iter_descs(instr: Instr) -> list[ObjDesc]:
+def instruction_objects(instr: Instr) -> list[ObjDesc]:
+    """Return every object description an instruction mentions, in reading order."""
     if isinstance(instr, (BeforeInstr, AfterInstr, AndInstr)):
-        return _iter_descs(instr.instr_a) + _iter_descs(instr.instr_b)
+        return instruction_objects(instr.instr_a) + instruction_objects(instr.instr_b)
     if isinstance(instr, PutNextInstr):
         return [instr.desc_move, instr.desc_fixed]
     if isinstance(instr, ActionInstr):
         return [instr.desc]
     raise TypeError(f"unsupported instruction type {type(instr).__name__}")
-
-
-def instruction_objects(instr: Instr) -> list[ObjDesc]:
-    """Return every object description an instruction mentions, in reading order."""
-    return _iter_descs(instr)
 
 
 @dataclass(frozen=True, eq=False)

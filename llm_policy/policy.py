@@ -182,11 +182,10 @@ class LLMPolicy(ActorCriticPolicy):
             strategy=self.scoring_strategy,
             max_padding=self.max_padding,
         )
-        reuse_frozen = (
-            self.finetune == "top_k" and self.frozen_cache_size > 0 and self.top_k < len(transformer_blocks(hf_model))
-        )
-        if reuse_frozen and loaded.kind == "causal" and self.scoring_strategy == "packed":
-            self.scorer.cache_lower_blocks(transformer_blocks(hf_model), self.top_k, self.frozen_cache_size)
+        if self.finetune == "top_k" and self.frozen_cache_size > 0:
+            blocks = transformer_blocks(hf_model)
+            if self.top_k < len(blocks) and loaded.kind == "causal" and self.scoring_strategy == "packed":
+                self.scorer.cache_lower_blocks(blocks, self.top_k, self.frozen_cache_size)
         hidden = hf_model.config.get_text_config().hidden_size
         layers: list[nn.Module] = []
         for size in self.value_head_sizes:

@@ -354,21 +354,22 @@ class ActionScorer:
         )
         logps = logits.float().log_softmax(-1)  # (prompts, kept positions, vocab)
         targets, target_mask = self._pad(cand_ids, left=False)
-        token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=device)
+        # One gather for all candidate tokens: token j of a candidate is predicted at the prompt's
+        # last position (j = 0) or at the candidate's own input j - 1 (kept positions 1, 2, ...).
+        rows, positions, cands, slots, tokens = [], [], [], [], []
         for b in range(num_prompts):
             offset = 1
             for a in range(num_actions):
                 c = b * num_actions + a
-                tokens = targets[c, : len(cand_ids[c])]
-                # first token from the prompt's last position, the others from the candidate's inputs
-                rows_idx = torch.cat(
-                    [
-                        torch.zeros(1, dtype=torch.long, device=device),
-                        offset + torch.arange(len(tokens) - 1, device=device),
-                    ]
-                )
-                token_logps[c, : len(tokens)] = logps[b, rows_idx, tokens]
-                offset += len(tokens) - 1
+                for j, token in enumerate(cand_ids[c]):
+                    rows.append(b)
+                    positions.append(0 if j == 0 else offset + j - 1)
+                    cands.append(c)
+                    slots.append(j)
+                    tokens.append(token)
+                offset += len(cand_ids[c]) - 1
+        token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=device)
+        token_logps[cands, slots] = logps[rows, positions, tokens]
         return Scores(scores=self._finish(token_logps, target_mask, flat, num_prompts), hidden=hidden)
 
     def _score_seq2seq(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:

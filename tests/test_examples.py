@@ -12,10 +12,11 @@ import pytest
 from tests.conftest import REPO
 
 
-def run(script: str, *args: str, tmp_path) -> str:
+def run_script(script: str, *args: str) -> str:
+    """Run an example as a user would (a fresh interpreter); fail with its stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / script), "--run-dir", str(tmp_path), "--save-model", *args],
+        [sys.executable, str(REPO / "examples" / script), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -24,6 +25,10 @@ def run(script: str, *args: str, tmp_path) -> str:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+def run(script: str, *args: str, tmp_path) -> str:
+    return run_script(script, "--run-dir", str(tmp_path), "--save-model", *args)
 
 
 def check_run(tmp_path) -> None:
@@ -96,18 +101,9 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2"]
     args += ["--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--out", str(tmp_path)]
-    out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "main_job.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_script("main_job.py", *args)
     for name in ("evaluation.md", "evaluation.csv", "evaluation.json", "evaluation.png", "learning_curve.png"):
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "training" / "model.zip").exists()
