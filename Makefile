@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main test lint bench
+.PHONY: main tour test lint bench
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 main: $(STAMP)
+	$(PY) examples/main_job.py
+
+tour: $(STAMP)
 	$(PY) examples/env_tour.py
 
 test: $(STAMP)

@@ -278,14 +278,16 @@ class BabyAITextEnv(RoomGridLevel):
         actions = np.full(self.history_length - 1, PAD_ACTION, dtype=np.int64)
         if self._actions:
             actions[len(actions) - len(self._actions) :] = self._actions
-        return {
+        obs = {
             "image": image,
             "direction": raw["direction"],
             "mission": self._mission_array.copy(),
             "action_names": self._action_names_array.copy(),
             "descriptions": stack_rows(list(self._descriptions), self.description_bytes, self.history_length),
-            "actions": actions,
         }
+        if self.history_length > 1:
+            obs["actions"] = actions
+        return obs
 
     def _info(self, success: bool) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ option.  Every BabyAI-Text observation is a :class:`gymnasium.spaces.Dict` of:
                    the episode start are zero.
 ``actions``        ``int64 (history_length - 1,)``: the actions taken between those
                    steps, oldest first; ``PAD_ACTION`` (-1) before the episode start.
+                   Absent when ``history_length`` is 1 (SB3 cannot store empty arrays).
 
 :func:`decode_observation` turns one observation, or a batch of them (numpy arrays or
 torch tensors of any numeric dtype, as SB3 hands them to a policy), back into strings.
@@ -40,7 +41,8 @@ DEFAULT_DESCRIPTION_BYTES = 1536
 DEFAULT_HISTORY_LENGTH = 3
 PAD_ACTION = -1
 SENTENCE_SEPARATOR = "\n"
-TEXT_KEYS = ("mission", "action_names", "descriptions", "actions")
+#: Fields every BabyAI-Text observation has ("actions" too when ``history_length`` > 1).
+TEXT_KEYS = ("mission", "action_names", "descriptions")
 
 # Largest value of each channel of minigrid's symbolic view (object, colour, door state).
 # Declaring it (rather than 255) also keeps SB3 from mistaking the 7x7 view for an
@@ -50,16 +52,16 @@ _IMAGE_HIGH = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (VIEW_SIZE, 
 
 def make_observation_space(history_length: int, description_bytes: int) -> spaces.Dict:
     """The observation space for a history of ``history_length`` observations."""
-    return spaces.Dict(
-        {
-            "image": spaces.Box(low=0, high=_IMAGE_HIGH, dtype=np.uint8),
-            "direction": spaces.Discrete(4),
-            "mission": spaces.Box(0, 255, (MISSION_BYTES,), np.uint8),
-            "action_names": spaces.Box(0, 255, (NUM_ACTIONS * ACTION_NAME_BYTES,), np.uint8),
-            "descriptions": spaces.Box(0, 255, (history_length * description_bytes,), np.uint8),
-            "actions": spaces.Box(PAD_ACTION, NUM_ACTIONS - 1, (history_length - 1,), np.int64),
-        }
-    )
+    fields: dict[str, spaces.Space] = {
+        "image": spaces.Box(low=0, high=_IMAGE_HIGH, dtype=np.uint8),
+        "direction": spaces.Discrete(4),
+        "mission": spaces.Box(0, 255, (MISSION_BYTES,), np.uint8),
+        "action_names": spaces.Box(0, 255, (NUM_ACTIONS * ACTION_NAME_BYTES,), np.uint8),
+        "descriptions": spaces.Box(0, 255, (history_length * description_bytes,), np.uint8),
+    }
+    if history_length > 1:
+        fields["actions"] = spaces.Box(PAD_ACTION, NUM_ACTIONS - 1, (history_length - 1,), np.int64)
+    return spaces.Dict(fields)
 
 
 def encode_text(text: str | bytes, size: int, field: str, fix: str) -> np.ndarray:
@@ -172,7 +174,10 @@ def decode_observation(obs: Mapping[str, Any]) -> TextObservation | list[TextObs
             "environment with gym.make('BabyAI-Text-...') after `import babyai_text`"
         )
     fields = {k: _as_bytes(obs[k], k) for k in ("mission", "action_names", "descriptions")}
-    fields["actions"] = _as_array(obs["actions"], "actions")
+    if "actions" in obs:
+        fields["actions"] = _as_array(obs["actions"], "actions")
+    else:  # history_length 1: no past actions
+        fields["actions"] = np.zeros((*fields["mission"].shape[:-1], 0), dtype=np.int64)
     ndim = fields["mission"].ndim
     if ndim not in (1, 2):
         raise ValueError(

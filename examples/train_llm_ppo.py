@@ -13,7 +13,7 @@ from stable_baselines3 import PPO
 
 from glam_baselines.envs import make_text_vec_env
 from glam_baselines.training import run_name, train
-from llm_policy import LLMPolicy
+from llm_policy import LLMPolicy, PromptTemplate
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Args:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0
+    prompt_history: int | None = None
+    """observations in the prompt (default: all the env keeps, 3 as GLAM)"""
     micro_batch_size: int | None = 16
     """chunks of the PPO minibatch recomputed in backward (memory)"""
     seed: int = 1
@@ -79,6 +81,7 @@ def main(args: Args) -> PPO:
             "top_k": args.top_k,
             "lm_learning_rate": args.lm_learning_rate,
             "micro_batch_size": args.micro_batch_size,
+            "prompt_template": PromptTemplate(history=args.prompt_history),
         },
     )
     train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)

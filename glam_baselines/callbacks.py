@@ -26,8 +26,9 @@ EPISODE_FIELDS = ("frames", "return", "length", "success")
 
 
 class CleanRLLogger(BaseCallback):
-    """Writes ``charts/episodic_return``, ``charts/episodic_length``, ``charts/success_rate``
-    (mean of the last ``window`` episodes), ``charts/SPS`` and ``losses/*`` to TensorBoard,
+    """Writes ``charts/episodic_return``, ``charts/episodic_length``,
+    ``charts/episodic_success`` (0 or 1), ``charts/success_rate`` (mean of the last
+    ``window`` episodes), ``charts/SPS`` and ``losses/*`` to TensorBoard,
     and every finished episode to ``<run_dir>/episodes.csv``.
 
     Episodes are read from the env's infos: ``info["episode"]`` (SB3's Monitor) for the
@@ -69,6 +70,7 @@ class CleanRLLogger(BaseCallback):
             ret, length = float(episode.get("r", np.nan)), int(episode.get("l", -1))
             self.writer.add_scalar("charts/episodic_return", ret, self.num_timesteps)
             self.writer.add_scalar("charts/episodic_length", length, self.num_timesteps)
+            self.writer.add_scalar("charts/episodic_success", success, self.num_timesteps)
             self.writer.add_scalar("charts/success_rate", np.mean(self.successes), self.num_timesteps)
             self._rows.writerow((self.num_timesteps, ret, length, int(success)))
         return True

@@ -1,33 +1,54 @@
-"""Success-rate-vs-frames tables and plots from training runs' ``episodes.csv``.
+"""Learning curves from training runs' TensorBoard logs: success rate against frames,
+mean and spread over seeds.
 
-python -m glam_baselines.curves RUN_DIR [RUN_DIR ...] --bin 5000 --png results/curves.png
+    python -m glam_baselines.curves runs/* --bin 5000 --png results/curves.png
+
+A run is a folder written by the ``examples/`` training scripts (CleanRL's name
+``<env>__<algo>__<seed>__<time>``); runs that differ only in seed and time form one
+curve.  Episodes are read from the TensorBoard tag ``charts/episodic_success``, or from
+the run's ``episodes.csv`` when it has no event file.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+SUCCESS_TAG = "charts/episodic_success"
+
 
 def read_episodes(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Frames at which episodes ended, and their success (0/1)."""
-    path = Path(run_dir) / "episodes.csv"
+    """Frames at which the run's episodes ended, and their success (0/1), in order."""
+    run_dir = Path(run_dir)
+    if any(run_dir.glob("events.out.tfevents.*")):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        if SUCCESS_TAG in events.Tags()["scalars"]:
+            scalars = events.Scalars(SUCCESS_TAG)
+            return np.array([s.step for s in scalars]), np.array([s.value for s in scalars], dtype=float)
+    path = run_dir / "episodes.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: pass run folders written by the examples/ training scripts")
+        raise FileNotFoundError(
+            f"{run_dir} has neither a TensorBoard log with {SUCCESS_TAG!r} nor an episodes.csv: pass run "
+            "folders written by the examples/ training scripts"
+        )
     with open(path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} holds no finished episode")
-    frames = np.array([int(r["frames"]) for r in rows])
-    success = np.array([float(r["success"]) for r in rows])
-    return frames, success
+    return np.array([int(r["frames"]) for r in rows]), np.array([float(r["success"]) for r in rows])
 
 
 def binned_success(frames: np.ndarray, success: np.ndarray, bin_size: int) -> list[tuple[int, int, float, int]]:
     """Per bin of ``bin_size`` frames: (start, end, success rate, episodes)."""
+    if len(frames) == 0:
+        raise ValueError("no finished episode to bin")
     out = []
     for start in range(0, int(frames.max()) + 1, bin_size):
         inside = (frames > start) & (frames <= start + bin_size)
@@ -36,56 +57,124 @@ def binned_success(frames: np.ndarray, success: np.ndarray, bin_size: int) -> li
     return out
 
 
-def label(run_dir: Path) -> str:
-    """``<env>__<algo>__<seed>__<time>`` → ``algo (seed)``."""
+def group_name(run_dir: Path) -> str:
+    """``<env>__<algo>__<seed>__<time>`` → ``<algo> on <env>``; other names stay as they are."""
     parts = Path(run_dir).name.split("__")
-    return f"{parts[1]} (seed {parts[2]})" if len(parts) >= 3 else Path(run_dir).name
+    return f"{parts[1]} on {parts[0]}" if len(parts) >= 3 else Path(run_dir).name
+
+
+def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
+    """Runs keyed by :func:`group_name`, in first-seen order."""
+    groups: dict[str, list[Path]] = {}
+    for run in runs:
+        groups.setdefault(group_name(run), []).append(Path(run))
+    return groups
+
+
+@dataclass
+class BinStats:
+    """Success in one frame bin over a group's seeds."""
+
+    start: int
+    end: int
+    mean: float
+    std: float
+    low: float
+    high: float
+    seeds: int
+    episodes: int
+
+
+def group_bins(runs: list[Path], bin_size: int) -> list[BinStats]:
+    """Per frame bin, the mean, standard deviation (ddof 1; NaN for one seed), min and max
+    over the runs of each run's success rate in that bin."""
+    per_run = [{a: (rate, n) for a, _, rate, n in binned_success(*read_episodes(r), bin_size)} for r in runs]
+    stats = []
+    for start in sorted(set().union(*per_run)):
+        rates = np.array([run[start][0] for run in per_run if start in run])
+        std = float(np.std(rates, ddof=1)) if len(rates) > 1 else float("nan")
+        episodes = sum(run[start][1] for run in per_run if start in run)
+        stats.append(
+            BinStats(start, start + bin_size, float(rates.mean()), std, rates.min(), rates.max(), len(rates), episodes)
+        )
+    return stats
 
 
 def markdown_table(runs: list[Path], bin_size: int) -> str:
+    """One table per group: success rate per frame bin, mean ± std over seeds."""
     lines = []
-    for run in runs:
-        frames, success = read_episodes(run)
-        lines += [f"**{label(run)}** — {len(frames)} episodes, {int(frames.max())} frames", ""]
-        lines += ["| frames | success rate | episodes |", "|---|---|---|"]
-        lines += [f"| {a:,}–{b:,} | {rate:.2f} | {n} |" for a, b, rate, n in binned_success(frames, success, bin_size)]
+    for name, members in group_runs(runs).items():
+        frames = [int(read_episodes(r)[0].max()) for r in members]
+        lines += [f"**{name}** — {len(members)} seed(s), up to {max(frames):,} frames", ""]
+        lines += [
+            "| frames | success rate (mean ± std over seeds) | min–max | seeds | episodes |",
+            "|---|---|---|---|---|",
+        ]
+        for b in group_bins(members, bin_size):
+            spread = f" ± {b.std:.2f}" if b.seeds > 1 else ""
+            cells = [
+                f"{b.start:,}–{b.end:,}",
+                f"{b.mean:.2f}{spread}",
+                f"{b.low:.2f}–{b.high:.2f}",
+                b.seeds,
+                b.episodes,
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot(runs: list[Path], png: Path, window: int = 100) -> None:
-    """Success rate (moving mean over ``window`` episodes) against frames, one line per run."""
+def smoothed_curve(run: Path, window: int, grid: np.ndarray) -> np.ndarray:
+    """The run's success rate over its last ``window`` episodes, at the frames of ``grid``."""
+    frames, success = read_episodes(run)
+    kernel = min(window, len(success))
+    smooth = np.convolve(success, np.ones(kernel) / kernel, mode="valid")
+    return np.interp(grid, frames[kernel - 1 :], smooth)
+
+
+def plot(runs: list[Path], png: Path, window: int = 100, title: str | None = None) -> None:
+    """Success rate (moving mean over ``window`` episodes) against frames: per group the
+    mean over seeds, shaded ± one standard deviation when there are several seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        frames, success = read_episodes(run)
-        kernel = min(window, len(success))
-        smooth = np.convolve(success, np.ones(kernel) / kernel, mode="valid")
-        ax.plot(frames[kernel - 1 :], smooth, label=label(run))
+    for name, members in group_runs(runs).items():
+        episodes = [read_episodes(r)[0] for r in members]
+        start = max(f[min(window, len(f)) - 1] for f in episodes)
+        end = min(int(f.max()) for f in episodes)  # frames every seed reached
+        grid = np.linspace(start, max(end, start), 200)
+        curves = np.stack([smoothed_curve(r, window, grid) for r in members])
+        mean = curves.mean(axis=0)
+        (line,) = ax.plot(grid, mean, label=f"{name} ({len(members)} seed{'s' * (len(members) > 1)})")
+        if len(members) > 1:
+            std = curves.std(axis=0, ddof=1)
+            ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("frames")
     ax.set_ylabel(f"success rate (last {window} episodes)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--bin", type=int, default=5000, help="frames per table row")
+    parser.add_argument("--window", type=int, default=100, help="episodes in the plot's moving mean")
     parser.add_argument("--png", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(markdown_table(args.runs, args.bin))
     if args.png:
-        plot(args.runs, args.png)
+        plot(args.runs, args.png, args.window)
         print(f"wrote {args.png}")
 
 

@@ -72,8 +72,12 @@ def confidence_halfwidth(values: np.ndarray) -> float:
     return Z99 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
-def load_agent(spec: str, env: VecEnv) -> Any:
-    """An object with SB3's ``predict`` for ``spec`` (see the module docs)."""
+def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None) -> Any:
+    """An object with SB3's ``predict`` for ``spec`` (see the module docs).
+
+    :param llm_kwargs: extra :class:`LLMPolicy` arguments for a zero-shot language model
+        (e.g. ``{"prompt_template": PromptTemplate(history=1)}``); saved agents keep theirs.
+    """
     from glam_baselines import BotAgent, RandomAgent
 
     if spec == "random":
@@ -91,7 +95,7 @@ def load_agent(spec: str, env: VecEnv) -> Any:
     from llm_policy.policy import LLMPolicy
 
     try:
-        return PPO(LLMPolicy, env, policy_kwargs={"model": spec}, n_steps=8, batch_size=8)
+        return PPO(LLMPolicy, env, policy_kwargs={**(llm_kwargs or {}), "model": spec}, n_steps=8, batch_size=8)
     except ModelNotFoundError as err:
         raise ValueError(
             f"unknown agent {spec!r}: not 'random', 'bot', a saved .zip agent, nor a loadable model ({err})"
@@ -119,8 +123,13 @@ def _load_zip(path: Path, env: VecEnv) -> Any:
     return algo.load(path, env=env, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0})
 
 
-def run_episodes(agent: Any, env: VecEnv, episodes: int, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Play ``episodes`` episodes (split over the envs); returns successes and returns."""
+def run_episodes(
+    agent: Any, env: VecEnv, episodes: int, deterministic: bool = False, progress: tqdm | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Play ``episodes`` episodes (split over the envs); returns successes and returns.
+
+    :param progress: a progress bar advanced by one per finished episode.
+    """
     n = env.num_envs
     targets = np.array([(episodes + i) // n for i in range(n)])
     counts = np.zeros(n, dtype=int)
@@ -129,8 +138,18 @@ def run_episodes(agent: Any, env: VecEnv, episodes: int, deterministic: bool = F
     obs = env.reset()
     state = None
     starts = np.ones(n, dtype=bool)
+    # A stateless network policy only needs the observations of envs still short of their
+    # quota (the others step with action 0 and are not counted): saves LM forward passes.
+    sliceable = _is_stateless_network_policy(agent)
     while (counts < targets).any():
-        actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
+        if sliceable:
+            active = np.flatnonzero(counts < targets)
+            actions = np.zeros(n, dtype=np.int64)
+            actions[active], _ = agent.predict(
+                {k: v[active] for k, v in obs.items()}, episode_start=starts[active], deterministic=deterministic
+            )
+        else:
+            actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
         obs, rewards, dones, infos = env.step(actions)
         current += rewards
         for i in range(n):
@@ -138,29 +157,60 @@ def run_episodes(agent: Any, env: VecEnv, episodes: int, deterministic: bool = F
                 successes.append(float(infos[i].get("success", False)))
                 returns.append(current[i])
                 counts[i] += 1
+                if progress is not None:
+                    progress.update(1)
             if dones[i]:
                 current[i] = 0
         starts = dones
     return np.array(successes), np.array(returns)
 
 
+def _is_stateless_network_policy(agent: Any) -> bool:
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+    from stable_baselines3.common.policies import BasePolicy
+
+    policy = getattr(agent, "policy", None)
+    return isinstance(policy, BasePolicy) and not isinstance(policy, RecurrentActorCriticPolicy)
+
+
 def evaluate(
-    agents: list[str], suite: str, episodes: int = 100, n_envs: int = 4, seed: int = 0, deterministic: bool = False
+    agents: list[str],
+    suite: str,
+    episodes: int = 100,
+    n_envs: int = 4,
+    seed: int = 0,
+    deterministic: bool = False,
+    llm_kwargs: dict[str, Any] | None = None,
+    names: list[str] | None = None,
 ) -> list[Result]:
-    """Every agent on every entry of ``suite``, on the same seeded episodes."""
+    """Every agent on every entry of ``suite``, on the same seeded episodes.
+
+    :param agents: agent specs (see :func:`load_agent`).
+    :param episodes: episodes per agent and suite entry.
+    :param n_envs: envs stepped together (LM agents score them in one batch).
+    :param seed: seeds the envs' episodes and the agents' sampling.
+    :param deterministic: greedy actions instead of sampling from the policy.
+    :param llm_kwargs: extra :class:`LLMPolicy` arguments for zero-shot language models.
+    :param names: the agents' names in the results (default: the specs).
+    """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    if names is not None and len(names) != len(agents):
+        raise ValueError(f"got {len(names)} names for {len(agents)} agents")
+    display = dict(zip(agents, names or agents, strict=True))
     results = []
     jobs = [(a, entry) for a in agents for entry in SUITES[suite]]
-    for agent_spec, (label, env_id, kwargs) in tqdm(jobs, desc="evaluating"):
+    for k, (agent_spec, (label, env_id, kwargs)) in enumerate(jobs):
         env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
         env.seed(seed)
-        agent = load_agent(agent_spec, env)
+        agent = load_agent(agent_spec, env, llm_kwargs)
         set_random_seed(seed)  # the agents' own sampling is reproducible too
-        success, returns = run_episodes(agent, env, episodes, deterministic)
+        desc = f"[{k + 1}/{len(jobs)}] {_short(display[agent_spec])}: {label}"
+        with tqdm(total=episodes, desc=desc, unit="episode") as progress:
+            success, returns = run_episodes(agent, env, episodes, deterministic, progress)
         results.append(
             Result(
-                agent=agent_spec,
+                agent=display[agent_spec],
                 label=label,
                 env_id=env_id + (f" {kwargs}" if kwargs else ""),
                 episodes=len(success),
@@ -247,9 +297,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
+    parser.add_argument(
+        "--prompt-history", type=int, default=None, help="zero-shot LMs: observations in the prompt (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic)
+    llm_kwargs = None
+    if args.prompt_history is not None:
+        from llm_policy.prompt import PromptTemplate
+
+        llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
+    results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic, llm_kwargs)
     print(markdown(results))
     for path in write(results, args.out).values():
         print(f"wrote {path}")

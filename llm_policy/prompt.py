@@ -34,6 +34,9 @@ class PromptTemplate:
     :param action_separator: joins the action names in the first line.
     :param line_separator: joins lines.
     :param action_prefix: what precedes a candidate action after the prompt.
+    :param history: at most this many of the most recent observations (and the actions
+        between them) go into the prompt; ``None`` keeps all the environment provides
+        (its ``history_length``, 3 by default).  Shorter prompts score faster.
     """
 
     actions: str = "Possible action of the agent: {actions}"
@@ -44,6 +47,7 @@ class PromptTemplate:
     action_separator: str = ", "
     line_separator: str = "\n"
     action_prefix: str = " "
+    history: int | None = None
 
     def __post_init__(self) -> None:
         for name, fields in (("actions", "{actions}"), ("goal", "{mission}"), ("observation", "{sentences}")):
@@ -51,6 +55,8 @@ class PromptTemplate:
                 raise ValueError(f"PromptTemplate.{name} must contain {fields}, got {getattr(self, name)!r}")
         if not self.action.rstrip().endswith("{action}"):
             raise ValueError(f"PromptTemplate.action must end with {{action}}, got {self.action!r}")
+        if self.history is not None and self.history < 1:
+            raise ValueError(f"PromptTemplate.history must be None or >= 1, got {self.history}")
 
     def render(self, obs: TextObservation) -> str:
         """The prompt for one observation (ending where the next action is to be written)."""
@@ -58,11 +64,15 @@ class PromptTemplate:
             self.actions.format(actions=self.action_separator.join(obs.action_names)),
             self.goal.format(mission=obs.mission),
         ]
-        for index, sentences in enumerate(obs.descriptions):
+        descriptions, actions = obs.descriptions, obs.actions
+        if self.history is not None and len(descriptions) > self.history:
+            descriptions = descriptions[-self.history :]
+            actions = actions[len(actions) - (self.history - 1) :] if self.history > 1 else ()
+        for index, sentences in enumerate(descriptions):
             lines.append(self.observation.format(index=index, sentences=self.sentence_separator.join(sentences)))
-            if index < len(obs.actions):
-                lines.append(self.action.format(index=index, action=obs.action_names[obs.actions[index]]))
-        open_slot = self.action[: self.action.rindex("{action}")].format(index=len(obs.descriptions) - 1)
+            if index < len(actions):
+                lines.append(self.action.format(index=index, action=obs.action_names[actions[index]]))
+        open_slot = self.action[: self.action.rindex("{action}")].format(index=len(descriptions) - 1)
         lines.append(open_slot.rstrip())
         return self.line_separator.join(lines)
 

@@ -89,3 +89,51 @@ def test_evaluation_is_reproducible(tiny_llama: str) -> None:
     first = evaluate([tiny_llama], "small", episodes=3, n_envs=1, seed=3)
     second = evaluate([tiny_llama], "small", episodes=3, n_envs=1, seed=3)
     assert first == second
+
+
+def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str) -> None:
+    """Stateless policies only see the envs still short of their quota; the episodes played
+    and their outcomes are those of stepping every env."""
+    from llm_policy.evaluate import load_agent, run_episodes
+
+    class Opaque:  # hides .policy, so run_episodes cannot slice
+        def __init__(self, agent) -> None:
+            self.agent = agent
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=False):
+            return self.agent.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+
+    def play(wrap: bool):
+        env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0", max_steps=6)] * 3)
+        env.seed(5)
+        agent = load_agent(tiny_llama, env)
+        batch_sizes = []
+        original = agent.policy._predict
+
+        def spy(obs, *args, **kwargs):
+            batch_sizes.append(len(obs["mission"]))
+            return original(obs, *args, **kwargs)
+
+        agent.policy._predict = spy
+        played = run_episodes(Opaque(agent) if wrap else agent, env, episodes=4, deterministic=True)
+        return played, batch_sizes
+
+    (sliced_s, sliced_r), sliced_sizes = play(wrap=False)
+    (full_s, full_r), full_sizes = play(wrap=True)
+    np.testing.assert_array_equal(sliced_s, full_s)
+    np.testing.assert_allclose(sliced_r, full_r)
+    assert len(sliced_s) == 4
+    assert set(full_sizes) == {3} and min(sliced_sizes) == 1  # env 0 plays 2 episodes, the others 1
+
+
+def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
+    from llm_policy import PromptTemplate
+    from llm_policy.evaluate import load_agent
+
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")])
+    agent = load_agent(tiny_llama, env, {"prompt_template": PromptTemplate(history=1)})
+    assert agent.policy.prompt_template.history == 1
+    results = evaluate([tiny_llama], "small", episodes=1, n_envs=1, names=["zero-shot"])
+    assert {r.agent for r in results} == {"zero-shot"}
+    with pytest.raises(ValueError, match="2 names for 1 agents"):
+        evaluate([tiny_llama], "small", episodes=1, names=["a", "b"])

@@ -101,11 +101,13 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
-    args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2"]
+    args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
     args += ["--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--out", str(tmp_path)]
-    run_script("main_job.py", *args)
+    printed = run_script("main_job.py", *args)
     for name in ("evaluation.md", "evaluation.csv", "evaluation.json", "evaluation.png", "learning_curve.png"):
         assert (tmp_path / name).exists(), name
-    assert (tmp_path / "training" / "model.zip").exists()
+    (run_dir,) = (tmp_path / "training").iterdir()
+    assert (run_dir / "model.zip").exists() and (run_dir / "episodes.csv").exists()
     table = (tmp_path / "evaluation.md").read_text()
-    assert "zero-shot" in table and "after 64 PPO steps" in table
+    assert "zero-shot" in table and "after 64 PPO steps" in table and "random" in table
+    assert "zero-shot ->" in printed and "trained (random agent" in printed

@@ -46,13 +46,27 @@ def test_history_cleared_at_reset() -> None:
 def test_history_length_is_configurable(history_length: int) -> None:
     env = gym.make("BabyAI-Text-GoToS5N2-v0", history_length=history_length)
     obs, _ = env.reset(seed=0)
-    assert obs["actions"].shape == (history_length - 1,)
+    if history_length == 1:
+        assert "actions" not in obs  # SB3 cannot store a zero-size array
+    else:
+        assert obs["actions"].shape == (history_length - 1,)
     for _ in range(6):
         obs, *_ = env.step(1)
     decoded = decode_observation(obs)
     assert len(decoded.descriptions) == history_length
     assert decoded.actions == (1,) * (history_length - 1)
     assert env.observation_space.contains(obs)
+
+
+def test_history_length_one_works_with_sb3_buffers() -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = gym.make("BabyAI-Text-GoToS5N2-v0", history_length=1)
+    sb3_check_env(env.unwrapped, warn=False)
+    vec = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0", history_length=1)] * 2)
+    decoded = decode_observation(vec.reset())
+    assert [d.actions for d in decoded] == [(), ()] and all(len(d.descriptions) == 1 for d in decoded)
 
 
 def test_batched_numpy_float_and_torch_observations() -> None:

@@ -62,3 +62,26 @@ def test_template_validation() -> None:
         PromptTemplate(goal="Goal")
     with pytest.raises(ValueError, match=r"must end with \{action\}"):
         PromptTemplate(action="{action} was action {index}")
+
+
+def test_history_limits_the_prompt_to_recent_steps() -> None:
+    env = gym.make("BabyAI-Text-GoTo-v0")
+    obs, info = env.reset(seed=0)
+    infos = [info]
+    for action in (0, 2, 1):
+        obs, *_, info = env.step(action)
+        infos.append(info)
+    text = decode_observation(obs)
+    full = PromptTemplate().render(text).splitlines()
+    two = PromptTemplate(history=2).render(text).splitlines()
+    one = PromptTemplate(history=1).render(text).splitlines()
+    assert two[2:] == [
+        f"Observation 0: {', '.join(infos[2]['descriptions'])}",
+        "Action 0: turn right",
+        f"Observation 1: {', '.join(infos[3]['descriptions'])}",
+        "Action 1:",
+    ]
+    assert one[2:] == [f"Observation 0: {', '.join(infos[3]['descriptions'])}", "Action 0:"]
+    assert PromptTemplate(history=5).render(text).splitlines() == full
+    with pytest.raises(ValueError, match="history"):
+        PromptTemplate(history=0)
