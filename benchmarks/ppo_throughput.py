@@ -5,7 +5,10 @@ the built-in SmolLM2-135M on ``BabyAI-Text-GoToS5N2-v0``, ``n_envs`` DummyVecEnv
 ``n_steps`` = 64 env-steps per rollout, one update on minibatches of 64.  The first
 rollout+update (warm-up: model load, first allocations) is not timed; the second is.
 
-    python benchmarks/ppo_throughput.py [--modes full lora top_k] [--epochs 1]
+    python benchmarks/ppo_throughput.py [--modes full lora top_k] [--epochs 1] [--prompt-history 3 1]
+
+``--prompt-history`` lists prompt lengths to compare (observations in the prompt,
+``PromptTemplate(history=...)``; 3 is GLAM's), one row per mode and length.
 """
 
 from __future__ import annotations
@@ -18,17 +21,23 @@ import sys
 import time
 
 
-def run_mode(mode: str, n_envs: int, n_steps: int, batch_size: int, epochs: int, micro_batch: int | None) -> dict:
+def run_mode(
+    mode: str, n_envs: int, n_steps: int, batch_size: int, epochs: int, micro_batch: int | None, history: int
+) -> dict:
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import babyai_text  # noqa: F401
-    from llm_policy import LLMPolicy
+    from llm_policy import LLMPolicy, PromptTemplate
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * n_envs)
-    policy_kwargs = {"finetune": mode, "micro_batch_size": micro_batch}
+    policy_kwargs = {
+        "finetune": mode,
+        "micro_batch_size": micro_batch,
+        "prompt_template": PromptTemplate(history=history),
+    }
     if mode == "top_k":
         policy_kwargs["top_k"] = 2
     model = PPO(
@@ -48,6 +57,7 @@ def run_mode(mode: str, n_envs: int, n_steps: int, batch_size: int, epochs: int,
     seconds = time.perf_counter() - start
     return {
         "mode": mode,
+        "history": history,
         "env_steps": per_rollout,
         "seconds": seconds,
         "steps_per_s": per_rollout / seconds,
@@ -64,11 +74,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--micro-batch", type=int, default=None)
+    parser.add_argument("--prompt-history", type=int, nargs="+", default=[3], help="observations in the prompt")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        result = run_mode(args.worker, args.envs, args.steps, args.batch_size, args.epochs, args.micro_batch)
+        (history,) = args.prompt_history
+        result = run_mode(args.worker, args.envs, args.steps, args.batch_size, args.epochs, args.micro_batch, history)
         print("RESULT " + json.dumps(result))
         return
 
@@ -76,20 +88,31 @@ def main() -> None:
         f"SmolLM2-135M, BabyAI-Text-GoToS5N2-v0, {args.envs} envs x {args.steps} steps per rollout, "
         f"batch_size {args.batch_size}, n_epochs {args.epochs}, micro_batch_size {args.micro_batch}"
     )
-    print("| mode | env-steps timed | seconds | env-steps/s (rollout + update) | peak RSS (GB) |")
-    print("|---|---|---|---|---|")
-    for mode in args.modes:
+    print(
+        "| mode | observations in prompt | env-steps timed | seconds | env-steps/s (rollout + update) | peak RSS (GB) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for mode, history in [(m, h) for m in args.modes for h in args.prompt_history]:
         cmd = [sys.executable, __file__, "--worker", mode, "--envs", str(args.envs), "--steps", str(args.steps)]
-        cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+        cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--prompt-history", str(history)]
         if args.micro_batch:
             cmd += ["--micro-batch", str(args.micro_batch)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if out.returncode != 0 or not lines:
-            print(f"| {mode} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode} | | | |")
+            reason = out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode
+            print(f"| {mode} | {history} | failed: {reason} | | | |")
             continue
         r = json.loads(lines[-1][len("RESULT ") :])
-        print(f"| {mode} | {r['env_steps']} | {r['seconds']:.1f} | {r['steps_per_s']:.2f} | {r['peak_rss_gb']:.2f} |")
+        cells = [
+            mode,
+            history,
+            r["env_steps"],
+            f"{r['seconds']:.1f}",
+            f"{r['steps_per_s']:.2f}",
+            f"{r['peak_rss_gb']:.2f}",
+        ]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 if __name__ == "__main__":

@@ -109,9 +109,9 @@ def main(args: Args) -> None:
     first = {r.agent: r for r in results if r.label == results[0].label}
     b, a = first[zero_shot], first[trained]
     print(
-        f"success on {b.label}: {b.success_rate:.2f} ± {b.success_ci99:.2f} zero-shot -> "
-        f"{a.success_rate:.2f} ± {a.success_ci99:.2f} trained "
-        f"(random agent {first['random'].success_rate:.2f}; 99 % CIs)"
+        f"success on {b.label}: {b.success_rate:.2f} [{b.success_low:.2f}, {b.success_high:.2f}] zero-shot -> "
+        f"{a.success_rate:.2f} [{a.success_low:.2f}, {a.success_high:.2f}] trained "
+        f"(random agent {first['random'].success_rate:.2f}; Wilson 99 % intervals)"
     )
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}/:")
     for path in [*paths.values(), curve, run_dir / "episodes.csv", run_dir / "model.zip"]:

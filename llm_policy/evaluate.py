@@ -61,6 +61,10 @@ class Result:
     episodes: int
     success_rate: float
     success_ci99: float
+    """half-width of the normal 99 % interval (GLAM's convention)"""
+    success_low: float
+    success_high: float
+    """Wilson 99 % interval (valid at 0 and 1 successes too, where the normal one is 0 wide)"""
     mean_return: float
     return_ci99: float
 
@@ -70,6 +74,18 @@ def confidence_halfwidth(values: np.ndarray) -> float:
     if len(values) < 2:
         return float("nan")
     return Z99 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+
+
+def wilson_interval(successes: np.ndarray, z: float = Z99) -> tuple[float, float]:
+    """Wilson score interval of a success rate from 0/1 outcomes."""
+    n = len(successes)
+    if n == 0:
+        return float("nan"), float("nan")
+    p = float(np.mean(successes))
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None) -> Any:
@@ -216,6 +232,8 @@ def evaluate(
                 episodes=len(success),
                 success_rate=float(success.mean()),
                 success_ci99=confidence_halfwidth(success),
+                success_low=wilson_interval(success)[0],
+                success_high=wilson_interval(success)[1],
                 mean_return=float(returns.mean()),
                 return_ci99=confidence_halfwidth(returns),
             )
@@ -225,11 +243,12 @@ def evaluate(
 
 
 def markdown(results: list[Result]) -> str:
-    """One row per suite entry, a column per agent: success ± 99 % CI, relative change vs (a), return."""
+    """One row per suite entry, a column per agent: success with its Wilson 99 % interval,
+    relative change vs (a), mean return."""
     agents = list(dict.fromkeys(r.agent for r in results))
     labels = list(dict.fromkeys(r.label for r in results))
     by_key = {(r.agent, r.label): r for r in results}
-    head = "| test | " + " | ".join(f"{_short(a)}: success (99 % CI) | vs (a) | return" for a in agents) + " |"
+    head = "| test | " + " | ".join(f"{_short(a)}: success [99 % CI] | vs (a) | return" for a in agents) + " |"
     lines = [head, "|---|" + "---|---|---|" * len(agents)]
     for label in labels:
         cells = []
@@ -237,7 +256,8 @@ def markdown(results: list[Result]) -> str:
             r = by_key[(agent, label)]
             base = by_key[(agent, labels[0])].success_rate
             rel = f"{(r.success_rate - base) / base:+.0%}" if base > 0 and label != labels[0] else "—"
-            cells.append(f"{r.success_rate:.2f} ± {r.success_ci99:.2f} | {rel} | {r.mean_return:.2f}")
+            interval = f"[{r.success_low:.2f}, {r.success_high:.2f}]"
+            cells.append(f"{r.success_rate:.2f} {interval} | {rel} | {r.mean_return:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -262,10 +282,12 @@ def bar_chart(results: list[Result], png: Path) -> None:
     for k, agent in enumerate(agents):
         xs = np.arange(len(labels)) + k * width - 0.4 + width / 2
         rates = [by_key[(agent, lab)].success_rate for lab in labels]
-        errors = [by_key[(agent, lab)].success_ci99 for lab in labels]
-        ax.bar(xs, rates, width, yerr=np.nan_to_num(errors), capsize=3, label=_short(agent))
+        low = [by_key[(agent, lab)].success_rate - by_key[(agent, lab)].success_low for lab in labels]
+        high = [by_key[(agent, lab)].success_high - by_key[(agent, lab)].success_rate for lab in labels]
+        yerr = np.nan_to_num(np.array([low, high]))
+        ax.bar(xs, rates, width, yerr=yerr, capsize=3, label=_short(agent))
     ax.set_xticks(np.arange(len(labels)), labels, rotation=20, ha="right")
-    ax.set_ylabel("success rate (99 % CI)")
+    ax.set_ylabel("success rate (Wilson 99 % CI)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

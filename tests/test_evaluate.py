@@ -12,7 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from glam_baselines import DRRNPolicy
 from llm_policy import LLMPolicy
-from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown
+from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown, wilson_interval
 
 
 def test_confidence_interval_math() -> None:
@@ -20,6 +20,21 @@ def test_confidence_interval_math() -> None:
     expected = Z99 * np.std(values, ddof=1) / 2
     assert confidence_halfwidth(values) == pytest.approx(expected)
     assert np.isnan(confidence_halfwidth(np.array([1.0])))
+
+
+def test_wilson_interval() -> None:
+    # no success in 20 episodes: the normal interval is 0 wide, Wilson's reaches z²/(n + z²)
+    low, high = wilson_interval(np.zeros(20))
+    assert low == 0.0 and high == pytest.approx(Z99**2 / (20 + Z99**2))
+    assert confidence_halfwidth(np.zeros(20)) == 0.0
+    low, high = wilson_interval(np.ones(20))
+    assert high == 1.0 and low == pytest.approx(20 / (20 + Z99**2))
+    # many episodes: close to the normal interval, centred on the rate
+    outcomes = np.array([1.0, 0.0] * 500)
+    low, high = wilson_interval(outcomes)
+    assert (high - low) / 2 == pytest.approx(confidence_halfwidth(outcomes), rel=1e-2)
+    assert (low + high) / 2 == pytest.approx(0.5)
+    assert all(np.isnan(wilson_interval(np.array([]))))
 
 
 def test_cli_writes_table_csv_json_and_png(tmp_path, tiny_llama: str, capsys) -> None:
@@ -49,7 +64,7 @@ def test_cli_writes_table_csv_json_and_png(tmp_path, tiny_llama: str, capsys) ->
     assert all(r["success_rate"] == 1.0 for r in bot)
     table = (tmp_path / "evaluation.md").read_text().splitlines()
     assert len(table) == 2 + len(SUITES["small"])
-    assert table[0].count("success (99 % CI)") == 3
+    assert table[0].count("success [99 % CI]") == 3
     assert "(f) French" in printed
     assert (tmp_path / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "evaluation.csv").read_text().startswith("agent,label,env_id,episodes,success_rate")
