@@ -275,9 +275,6 @@ class BabyAITextEnv(RoomGridLevel):
             "pass a larger description_bytes",
         )
         self._descriptions.append(row)
-        actions = np.full(self.history_length - 1, PAD_ACTION, dtype=np.int64)
-        if self._actions:
-            actions[len(actions) - len(self._actions) :] = self._actions
         obs = {
             "image": image,
             "direction": raw["direction"],
@@ -286,6 +283,9 @@ class BabyAITextEnv(RoomGridLevel):
             "descriptions": stack_rows(list(self._descriptions), self.description_bytes, self.history_length),
         }
         if self.history_length > 1:
+            actions = np.full(self.history_length - 1, PAD_ACTION, dtype=np.int64)
+            if self._actions:
+                actions[len(actions) - len(self._actions) :] = self._actions
             obs["actions"] = actions
         return obs
 

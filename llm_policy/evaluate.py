@@ -213,27 +213,27 @@ def evaluate(
         raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
     if names is not None and len(names) != len(agents):
         raise ValueError(f"got {len(names)} names for {len(agents)} agents")
-    display = dict(zip(agents, names or agents, strict=True))
     results = []
-    jobs = [(a, entry) for a in agents for entry in SUITES[suite]]
-    for k, (agent_spec, (label, env_id, kwargs)) in enumerate(jobs):
+    jobs = [(a, name, entry) for a, name in zip(agents, names or agents, strict=True) for entry in SUITES[suite]]
+    for k, (agent_spec, name, (label, env_id, kwargs)) in enumerate(jobs):
         env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
         env.seed(seed)
         agent = load_agent(agent_spec, env, llm_kwargs)
         set_random_seed(seed)  # the agents' own sampling is reproducible too
-        desc = f"[{k + 1}/{len(jobs)}] {_short(display[agent_spec])}: {label}"
+        desc = f"[{k + 1}/{len(jobs)}] {_short(name)}: {label}"
         with tqdm(total=episodes, desc=desc, unit="episode") as progress:
             success, returns = run_episodes(agent, env, episodes, deterministic, progress)
+        low, high = wilson_interval(success)
         results.append(
             Result(
-                agent=display[agent_spec],
+                agent=name,
                 label=label,
                 env_id=env_id + (f" {kwargs}" if kwargs else ""),
                 episodes=len(success),
                 success_rate=float(success.mean()),
                 success_ci99=confidence_halfwidth(success),
-                success_low=wilson_interval(success)[0],
-                success_high=wilson_interval(success)[1],
+                success_low=low,
+                success_high=high,
                 mean_return=float(returns.mean()),
                 return_ci99=confidence_halfwidth(returns),
             )
