@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
 	$(PY) benchmarks/scoring_throughput.py
 	$(PY) benchmarks/ppo_throughput.py --micro-batch 16
+	$(PY) benchmarks/ppo_throughput.py --modes top_k --envs 8 --epochs 4 --prompt-history 3 1
