@@ -39,7 +39,7 @@ class Args:
     eval_seed: int = 1000
     """seeds the evaluation episodes (apart from the training envs' seeds)"""
     prompt_history: int = 1
-    """observations in the prompt (GLAM: 3); one makes prompts ~3x shorter, so faster"""
+    """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster (docs/benchmarks.md)"""
     finetune: str = "top_k"
     top_k: int = 2
     n_envs: int = 8
