@@ -42,12 +42,15 @@ def transformer_blocks(model: PreTrainedModel) -> nn.ModuleList:
     return max(lists, key=len)
 
 
-def _final_norm(model: PreTrainedModel, blocks: nn.ModuleList) -> list[nn.Module]:
+def final_norms(model: PreTrainedModel, blocks: nn.ModuleList) -> list[nn.Module]:
+    """Normalisation layers registered after the block stack (Llama's ``norm``, GPT-2's ``ln_f``...)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
     root = decoder if decoder is not None else model
-    norms = []
-    for name, module in root.named_children():
-        if module is not blocks and "norm" in name.lower():
+    norms, after = [], False
+    for module in root.children():
+        if module is blocks:
+            after = True
+        elif after and "norm" in type(module).__name__.lower():
             norms.append(module)
     return norms
 
@@ -85,7 +88,7 @@ def apply_finetune_mode(
             raise ValueError(f"top_k must be between 1 and the model's {len(blocks)} blocks, got {top_k}")
         for block in list(blocks)[-top_k:]:
             block.requires_grad_(True)
-        for norm in _final_norm(model, blocks):
+        for norm in final_norms(model, blocks):
             norm.requires_grad_(True)
         return model
     from peft import LoraConfig, get_peft_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,13 +18,18 @@ from torch.utils.checkpoint import checkpoint
 
 from babyai_text import decode_batch
 from babyai_text.observation import TEXT_KEYS
-from llm_policy.finetuning import FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
+from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
+from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
 from llm_policy.models import DEFAULT_MODEL, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
 from llm_policy.prompt import PromptTemplate
-from llm_policy.scoring import ActionScorer, Normalization, Scores, Strategy
+from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, Normalization, Scores, Strategy
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+
+#: The LM's default learning rate: GLAM fine-tuned Flan-T5 with 1e-6.  SB3's 3e-4 (kept for
+#: the value head) on every LM weight, with PPO's 10 epochs, wrecks a pretrained LM.
+DEFAULT_LM_LEARNING_RATE = 1e-6
 
 
 class _NoFeatures(BaseFeaturesExtractor):
@@ -55,9 +61,11 @@ class LLMPolicy(ActorCriticPolicy):
     :param finetune: ``"full"``, ``"lora"``, ``"top_k"`` or ``"frozen"`` (see
         :func:`apply_finetune_mode`).
     :param top_k: blocks trained in ``"top_k"`` mode.
-    :param frozen_cache_size: in ``"top_k"`` mode (decoder-only, ``"packed"`` scoring), how
-        many token rows keep the output of the frozen lower blocks, so that PPO's update
-        epochs run only the top blocks on observations seen in the rollout; 0 disables.
+    :param frozen_cache_bytes: in ``"top_k"`` mode (decoder-only, ``"packed"`` scoring), the
+        memory that may keep the output of the frozen lower blocks, so that PPO's update
+        epochs run only the top blocks on observations seen in the rollout (1 GiB holds a
+        GLAM rollout of 32 envs × 40 steps with SmolLM2-135M); 0 disables.  See
+        :mod:`llm_policy.frozen_cache`.
     :param lora_kwargs: options for ``peft.LoraConfig`` in ``"lora"`` mode.
     :param normalization: ``"sum"`` (GLAM), ``"token"`` or ``"word"`` (TWOSOME).
     :param score_eos: also score the end-of-sequence token after each action.
@@ -67,8 +75,9 @@ class LLMPolicy(ActorCriticPolicy):
     :param prompt_template: how observations become prompts (GLAM's by default).
     :param value_head: hidden sizes of the value MLP (GLAM: 1024, 1024).
     :param value_activation: ``"sigmoid"`` (GLAM), ``"tanh"``, ``"relu"`` or ``"gelu"``.
-    :param lm_learning_rate: learning rate of the LM's trainable weights; ``None`` uses the
-        schedule's (value head) rate. It follows the schedule proportionally.
+    :param lm_learning_rate: learning rate of the LM's trainable weights (GLAM's 1e-6 by
+        default; the value head keeps PPO's ``learning_rate``); ``None`` uses PPO's rate for
+        the LM too.  It follows PPO's schedule proportionally.
     :param micro_batch_size: split PPO minibatches into chunks of this many observations,
         each recomputed in the backward pass (activation memory of one chunk only).
     :param gradient_checkpointing: HF per-block gradient checkpointing of the LM.
@@ -87,7 +96,7 @@ class LLMPolicy(ActorCriticPolicy):
         pretrained: bool = True,
         finetune: FinetuneMode = "full",
         top_k: int = 2,
-        frozen_cache_size: int = 4096,
+        frozen_cache_bytes: int = DEFAULT_CACHE_BYTES,
         lora_kwargs: dict[str, Any] | None = None,
         normalization: Normalization = "sum",
         score_eos: bool = False,
@@ -96,7 +105,7 @@ class LLMPolicy(ActorCriticPolicy):
         prompt_template: PromptTemplate | None = None,
         value_head: tuple[int, ...] = (1024, 1024),
         value_activation: str = "sigmoid",
-        lm_learning_rate: float | None = None,
+        lm_learning_rate: float | None = DEFAULT_LM_LEARNING_RATE,
         micro_batch_size: int | None = None,
         gradient_checkpointing: bool = False,
         autocast: bool | str = "auto",
@@ -133,11 +142,32 @@ class LLMPolicy(ActorCriticPolicy):
             raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
         if autocast not in (True, False, "auto"):
             raise ValueError(f"autocast must be True, False or 'auto', got {autocast!r}")
+        # everything checkable is checked before the language model loads (seconds to minutes)
+        if finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {finetune!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if scoring_strategy not in STRATEGIES:
+            raise ValueError(f"scoring_strategy must be one of {STRATEGIES}, got {scoring_strategy!r}")
+        if max_padding < 0:
+            raise ValueError(f"max_padding must be >= 0, got {max_padding}")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive number of blocks, got {top_k!r}")
+        if frozen_cache_bytes < 0:
+            raise ValueError(f"frozen_cache_bytes must be >= 0 (0 disables the cache), got {frozen_cache_bytes}")
+        if lm_learning_rate is not None and not lm_learning_rate >= 0:
+            raise ValueError(f"lm_learning_rate must be >= 0 or None, got {lm_learning_rate!r}")
+        if any(not isinstance(size, int) or size < 1 for size in value_head):
+            raise ValueError(f"value_head must list positive layer sizes, got {value_head!r}")
+        if lora_kwargs is not None and (finetune != "lora" or not isinstance(lora_kwargs, dict)):
+            raise ValueError("lora_kwargs must be a dict and needs finetune='lora'")
+        if prompt_template is not None and not isinstance(prompt_template, PromptTemplate):
+            raise ValueError(f"prompt_template must be a PromptTemplate, got {type(prompt_template).__name__}")
         self.model_name = model
         self.pretrained = pretrained
         self.finetune: FinetuneMode = finetune
         self.top_k = top_k
-        self.frozen_cache_size = frozen_cache_size
+        self.frozen_cache_bytes = frozen_cache_bytes
         self.lora_kwargs = lora_kwargs
         self.normalization: Normalization = normalization
         self.score_eos = score_eos
@@ -181,11 +211,18 @@ class LLMPolicy(ActorCriticPolicy):
             score_eos=self.score_eos,
             strategy=self.scoring_strategy,
             max_padding=self.max_padding,
+            model_name=self.model_name,
         )
-        if self.finetune == "top_k" and self.frozen_cache_size > 0:
+        if self.finetune == "top_k" and self.frozen_cache_bytes > 0:
             blocks = transformer_blocks(hf_model)
             if self.top_k < len(blocks) and loaded.kind == "causal" and self.scoring_strategy == "packed":
-                self.scorer.cache_lower_blocks(blocks, self.top_k, self.frozen_cache_size)
+                cache = self.scorer.cache_lower_blocks(blocks, self.top_k, self.frozen_cache_bytes)
+                if not cache.enabled:
+                    warnings.warn(
+                        f"frozen-block cache off for {self.model_name!r}: {cache.disabled_reason}; "
+                        "PPO's update epochs run the whole model (same results, slower)",
+                        stacklevel=2,
+                    )
         hidden = hf_model.config.get_text_config().hidden_size
         layers: list[nn.Module] = []
         for size in self.value_head_sizes:
@@ -215,7 +252,7 @@ class LLMPolicy(ActorCriticPolicy):
             pretrained=self.pretrained,
             finetune=self.finetune,
             top_k=self.top_k,
-            frozen_cache_size=self.frozen_cache_size,
+            frozen_cache_bytes=self.frozen_cache_bytes,
             lora_kwargs=self.lora_kwargs,
             normalization=self.normalization,
             score_eos=self.score_eos,

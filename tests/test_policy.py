@@ -247,7 +247,7 @@ def test_cuda_bf16_autocast_gives_fp32_outputs(tiny_llama: str) -> None:
 def test_top_k_reuses_frozen_block_outputs(tiny_llama: str) -> None:
     """In top-k mode the update runs only the top blocks on rollout observations, with the same result."""
     cached = make_ppo(tiny_llama, finetune="top_k", top_k=1).policy
-    plain = make_ppo(tiny_llama, finetune="top_k", top_k=1, frozen_cache_size=0).policy
+    plain = make_ppo(tiny_llama, finetune="top_k", top_k=1, frozen_cache_bytes=0).policy
     assert cached.scorer.lower_cache is not None and plain.scorer.lower_cache is None
     obs = obs_tensor(cached, n=4)
     actions = torch.tensor([0, 1, 2, 5])
@@ -266,12 +266,12 @@ def test_top_k_reuses_frozen_block_outputs(tiny_llama: str) -> None:
             results.append((values.detach(), log_prob.detach(), grads))
     finally:
         handle.remove()
-    assert cached.scorer.lower_cache.verified and cached.scorer.lower_cache.enabled
+    assert cached.scorer.lower_cache.enabled
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=1e-5)
     for a, b in zip(results[0][2], results[1][2], strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    # the verification forward ran the lower blocks once; the cached update itself did not
+    # the cached update did not run the lower blocks
     cached.zero_grad()
     calls.clear()
     handle = cached.lm.model.layers[0].register_forward_hook(lambda *_: calls.append(1))

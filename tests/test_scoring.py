@@ -11,23 +11,25 @@ from tests.conftest import text_batch
 
 
 def reference_scores(loaded, prompts, candidates, normalization: str, score_eos: bool) -> torch.Tensor:
-    """Independent, slow: concatenate prompt and action, run the whole model, read full logits."""
+    """Independent, slow: tokenize prompt + action as one text, run the whole model, read full logits."""
     tok, model = loaded.tokenizer, loaded.model
     eos = [tok.eos_token_id] if score_eos else []
     rows = []
     for prompt, row in zip(prompts, candidates, strict=True):
-        prompt_ids = tok(prompt).input_ids
         scores = []
         for cand in row:
             if loaded.kind == "causal":
-                cand_ids = tok(cand, add_special_tokens=False).input_ids + eos
+                prompt_ids = tok(prompt).input_ids
+                joint = tok(prompt + cand).input_ids
+                assert joint[: len(prompt_ids)] == prompt_ids
+                cand_ids = joint[len(prompt_ids) :] + eos
                 logits = model(torch.tensor([prompt_ids + cand_ids])).logits[0]
                 logp = torch.log_softmax(logits.double(), dim=-1)
                 total = sum(logp[len(prompt_ids) - 1 + j, t] for j, t in enumerate(cand_ids))
             else:
                 cand_ids = tok(cand.strip(), add_special_tokens=False).input_ids + eos
                 decoder = torch.tensor([[model.config.decoder_start_token_id, *cand_ids[:-1]]])
-                logits = model(input_ids=torch.tensor([prompt_ids]), decoder_input_ids=decoder).logits[0]
+                logits = model(input_ids=torch.tensor([tok(prompt).input_ids]), decoder_input_ids=decoder).logits[0]
                 logp = torch.log_softmax(logits.double(), dim=-1)
                 total = sum(logp[j, t] for j, t in enumerate(cand_ids))
             size = {"sum": 1, "token": len(cand_ids), "word": len(cand.split())}[normalization]
@@ -113,9 +115,9 @@ def test_logits_only_at_scored_positions(tiny_llama: str, strategy: str) -> None
     shapes: list[tuple[int, ...]] = []
     _hooked(loaded.model.get_output_embeddings(), shapes, lambda: scorer.score(prompts, candidates))
     positions = sum(torch.Size(s[:-1]).numel() for s in shapes)
-    cand_inputs = sum(len(scorer.candidate_ids(c)) - 1 for c in candidates[0])
+    cand_inputs = sum(len(c) - 1 for c in scorer.tokens(prompts[0], candidates[0])[1])
     # per prompt: its last position, and each candidate's positions but the last (padding aside)
-    longest = max(len(scorer.candidate_ids(c)) for c in candidates[0])
+    longest = max(len(c) for c in scorer.tokens(prompts[0], candidates[0])[1])
     assert 4 * (1 + cand_inputs) <= positions <= 4 * (1 + 6 * (longest - 1))
     prompt_tokens = sum(len(loaded.tokenizer(p).input_ids) for p in prompts)
     assert positions < prompt_tokens / 4
@@ -129,7 +131,7 @@ def test_each_prompt_runs_once(tiny_llama: str, strategy: str) -> None:
     embedded: list[tuple[int, ...]] = []
     _hooked(loaded.model.get_input_embeddings(), embedded, lambda: scorer.score(prompts, candidates))
     longest_prompt = max(len(loaded.tokenizer(p).input_ids) for p in prompts)
-    cand_inputs = sum(len(scorer.candidate_ids(c)) - 1 for c in candidates[0])
+    cand_inputs = sum(len(c) - 1 for c in scorer.tokens(prompts[0], candidates[0])[1])
     if strategy == "packed":  # one forward: each prompt once, followed by its candidates' tokens
         assert len(embedded) == 1 and embedded[0][0] == 3
         assert embedded[0][1] <= longest_prompt + cand_inputs
