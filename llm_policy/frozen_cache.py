@@ -70,6 +70,7 @@ class FrozenBlockCache:
         self._lower = [p for p in model.parameters() if id(p) not in upper_ids]
         self._lower += list(model.buffers())
         self._fingerprint = self._weights_fingerprint()
+        self.disabled_reason: str | None = None  # the probe runs the cache as if enabled
         self.disabled_reason = self._unsupported_reason()
 
     @property

@@ -86,8 +86,10 @@ class ActionTokenizer:
         eos = [self.eos_id] if self.eos_id is not None else []
         if self.kind == "seq2seq":
             prompt_ids = list(self.tokenizer(prompt).input_ids)
+            if not candidates:
+                return prompt_ids, []
             encoded = self.tokenizer([c.strip() for c in candidates], add_special_tokens=False).input_ids
-            cands = [list(ids) + eos for ids in encoded] if candidates else []
+            cands = [list(ids) + eos for ids in encoded]
             for text, ids in zip(candidates, cands, strict=True):
                 if len(ids) == len(eos):
                     raise ValueError(f"action {text!r} tokenizes to nothing with the tokenizer of {self.model_name!r}")
