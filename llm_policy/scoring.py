@@ -175,10 +175,7 @@ class ActionScorer:
             raise ValueError("score needs at least one prompt")
         if candidates is not None and (len(candidates) != len(prompts) or len({len(c) for c in candidates}) != 1):
             raise ValueError("candidates must give the same number of actions for every prompt")
-        tokenized = [
-            self.tokens(p, c if candidates is not None else None)
-            for p, c in zip(prompts, candidates or [None] * len(prompts), strict=True)
-        ]
+        tokenized = self.tokens.batch(prompts, list(candidates) if candidates is not None else [None] * len(prompts))
         prompt_ids = [t[0] for t in tokenized]
         cand_ids = [t[1] for t in tokenized]
         self._check_lengths(prompt_ids, cand_ids)

@@ -71,42 +71,56 @@ class ActionTokenizer:
 
     def __call__(self, prompt: str, candidates: list[str] | None) -> tuple[list[int], list[list[int]]]:
         """``(prompt_ids, candidate_ids)``; ``candidates=None`` tokenizes the prompt only."""
-        key = (prompt, tuple(candidates) if candidates is not None else ())
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        result = self._tokenize(prompt, candidates or [])
-        self._cache[key] = result
-        if len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
-        return result
+        return self.batch([prompt], [candidates])[0]
 
-    def _tokenize(self, prompt: str, candidates: list[str]) -> tuple[list[int], list[list[int]]]:
+    def batch(self, prompts: list[str], candidates: list[list[str] | None]) -> list[tuple[list[int], list[list[int]]]]:
+        """:meth:`__call__` for many prompts, with one tokenizer call for all that are not cached."""
+        keys = [(p, tuple(c) if c is not None else ()) for p, c in zip(prompts, candidates, strict=True)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            for key, result in zip(missing, self._tokenize(missing), strict=True):
+                self._cache[key] = result
+            while len(self._cache) > self.max_cached:
+                self._cache.popitem(last=False)
+        out = []
+        for key in keys:
+            self._cache.move_to_end(key)
+            out.append(self._cache[key])
+        return out
+
+    def _tokenize(self, keys: list[tuple[str, tuple[str, ...]]]) -> list[tuple[list[int], list[list[int]]]]:
         eos = [self.eos_id] if self.eos_id is not None else []
         if self.kind == "seq2seq":
-            prompt_ids = list(self.tokenizer(prompt).input_ids)
-            if not candidates:
-                return prompt_ids, []
-            encoded = self.tokenizer([c.strip() for c in candidates], add_special_tokens=False).input_ids
-            cands = [list(ids) + eos for ids in encoded]
-            for text, ids in zip(candidates, cands, strict=True):
-                if len(ids) == len(eos):
+            prompts = self.tokenizer([p for p, _ in keys]).input_ids
+            texts = [c.strip() for _, cands in keys for c in cands]
+            encoded = iter(self.tokenizer(texts, add_special_tokens=False).input_ids if texts else [])
+            results = []
+            for (_, cands), prompt_ids in zip(keys, prompts, strict=True):
+                ids = [list(next(encoded)) + eos for _ in cands]
+                for text, cand in zip(cands, ids, strict=True):
+                    if len(cand) == len(eos):
+                        raise ValueError(
+                            f"action {text!r} tokenizes to nothing with the tokenizer of {self.model_name!r}"
+                        )
+                results.append((list(prompt_ids), ids))
+            return results
+        # one call for every prompt and every prompt + candidate text (the fast tokenizers batch in parallel)
+        texts = [text for prompt, cands in keys for text in (prompt, *(prompt + c for c in cands))]
+        encoded = iter(self.tokenizer(texts, add_special_tokens=False).input_ids)
+        results = []
+        for prompt, cands in keys:
+            plain = list(next(encoded))
+            ids = []
+            for text in cands:
+                joint = list(next(encoded))
+                if joint[: len(plain)] != plain:
+                    raise TokenizationBoundaryError(self._boundary_message(prompt, text, plain, joint))
+                cand = joint[len(plain) :]
+                if not cand:
                     raise ValueError(f"action {text!r} tokenizes to nothing with the tokenizer of {self.model_name!r}")
-            return prompt_ids, cands
-        texts = [prompt] + [prompt + c for c in candidates]
-        encoded = self.tokenizer(texts, add_special_tokens=False).input_ids
-        plain = list(encoded[0])
-        cands = []
-        for text, joint in zip(candidates, encoded[1:], strict=True):
-            joint = list(joint)
-            if joint[: len(plain)] != plain:
-                raise TokenizationBoundaryError(self._boundary_message(prompt, text, plain, joint))
-            ids = joint[len(plain) :]
-            if not ids:
-                raise ValueError(f"action {text!r} tokenizes to nothing with the tokenizer of {self.model_name!r}")
-            cands.append(ids + eos)
-        return self.prefix + plain, cands
+                ids.append(cand + eos)
+            results.append((self.prefix + plain, ids))
+        return results
 
     def _boundary_message(self, prompt: str, candidate: str, plain: list[int], joint: list[int]) -> str:
         common = 0
