@@ -39,12 +39,14 @@ class Args:
     updates: int = 4
     seed: int = 0
     device: str = "auto"
+    micro_batch_size: int | None = None
+    """chunks of a minibatch recomputed in the backward pass: the same loss and gradients in less memory"""
     out: Path = Path("default_settings_run.md")
 
 
 def run(args: Args, lm_learning_rate: float | str | None) -> list[dict[str, float]]:
     env = VecMonitor(DummyVecEnv([lambda: gym.make(args.env_id)] * args.n_envs))
-    policy_kwargs = {"model": args.model}
+    policy_kwargs = {"model": args.model, "micro_batch_size": args.micro_batch_size}
     if lm_learning_rate != "default":
         policy_kwargs["lm_learning_rate"] = lm_learning_rate
     model = PPO(LLMPolicy, env, n_steps=args.n_steps, seed=args.seed, device=args.device, policy_kwargs=policy_kwargs)
@@ -84,7 +86,8 @@ def main(args: Args) -> None:
     lines = [
         f"PPO(LLMPolicy, env) on {args.env_id}, {args.model}, {args.n_envs} envs × {args.n_steps} steps per "
         f"update, seed {args.seed}, every other setting SB3's and LLMPolicy's default (full fine-tuning, "
-        "n_epochs 10, batch_size 64, learning_rate 3e-4).",
+        f"3-observation prompts, n_epochs 10, batch_size 64, learning_rate 3e-4; micro_batch_size "
+        f"{args.micro_batch_size}).",
         "",
         "| LM learning rate | update | approx KL | clip fraction | entropy (nats) | success in the rollout before it |",
         "|---|---|---|---|---|---|",
