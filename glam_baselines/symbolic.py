@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from babyai_text import decode_missions
-from glam_baselines.text_encoding import GRUTextEncoder, WordVocabulary
+from glam_baselines.text_encoding import GRUTextEncoder, SavedVocabulary, WordVocabulary
 
 _IMAGE_CHANNEL_SIZES = (11, 6, 3)  # minigrid object, colour and door-state indices
 
@@ -32,7 +34,7 @@ class FiLM(nn.Module):
         return torch.relu(out) + x
 
 
-class BabyAIFeaturesExtractor(BaseFeaturesExtractor):
+class BabyAIFeaturesExtractor(SavedVocabulary, BaseFeaturesExtractor):
     """BabyAI-style features from ``image``, ``direction`` and ``mission``; text descriptions are ignored.
 
     Each cell's (object, colour, state) indices are embedded and summed, two convolutions
@@ -43,6 +45,9 @@ class BabyAIFeaturesExtractor(BaseFeaturesExtractor):
     :param channels: width of the convolutional features.
     :param instruction_dim: size of the mission encoding.
     :param film_layers: number of FiLM blocks.
+    :param vocabulary: the mission word list (``<pad>``, ``<unk>`` first); default: the
+        fixed standard-English list of :class:`WordVocabulary`.  It is saved in the
+        ``state_dict`` too, so loading weights restores the ids they were trained with.
     """
 
     def __init__(
@@ -51,20 +56,25 @@ class BabyAIFeaturesExtractor(BaseFeaturesExtractor):
         channels: int = 128,
         instruction_dim: int = 128,
         film_layers: int = 2,
+        vocabulary: Sequence[str] | None = None,
     ) -> None:
         for key in ("image", "direction", "mission"):
             if key not in observation_space.spaces:
                 raise ValueError(f"BabyAIFeaturesExtractor needs the {key!r} field of BabyAI-Text observations")
         super().__init__(observation_space, features_dim=channels + 4)
-        self.vocabulary = WordVocabulary()
+        vocab = WordVocabulary() if vocabulary is None else WordVocabulary(words=vocabulary)
         self.cell_embedding = nn.ModuleList(nn.Embedding(n, channels) for n in _IMAGE_CHANNEL_SIZES)
         self.stem = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1),
             nn.BatchNorm2d(channels),
             nn.ReLU(),
         )
-        self.instruction = GRUTextEncoder(len(self.vocabulary), instruction_dim, instruction_dim)
+        self.instruction = GRUTextEncoder(len(vocab), instruction_dim, instruction_dim)
+        self.set_vocabulary(vocab)
         self.films = nn.ModuleList(FiLM(channels, instruction_dim) for _ in range(film_layers))
+
+    def vocabulary_embeddings(self) -> list[nn.Embedding]:
+        return [self.instruction.embedding]
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         image = observations["image"].long()  # (batch, 7, 7, 3) indices

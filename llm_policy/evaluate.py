@@ -6,7 +6,8 @@ An agent is a saved SB3 zip (PPO, RecurrentPPO or DQN, e.g. LLMPolicy, Symbolic-
 DRRN), ``random``, ``bot`` (minigrid's BabyAIBot), or a language-model name or directory
 (zero-shot: an untrained :class:`LLMPolicy`).  Every agent plays the same seeded
 episodes.  Writes ``<out>/evaluation.{md,csv,json}`` and a grouped bar chart
-``<out>/evaluation.png``.
+``<out>/evaluation.png``; ``--out`` defaults to a new ``evaluations/<date-time>`` folder,
+and an earlier evaluation's files are only replaced with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import csv
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,16 +90,20 @@ def wilson_interval(successes: np.ndarray, z: float = Z99) -> tuple[float, float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None) -> Any:
+def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None, seed: int | None = None) -> Any:
     """An object with SB3's ``predict`` for ``spec`` (see the module docs).
 
+    :param spec: the agent (see the module docs).
+    :param env: the envs the agent will play.
     :param llm_kwargs: extra :class:`LLMPolicy` arguments for a zero-shot language model
         (e.g. ``{"prompt_template": PromptTemplate(history=1)}``); saved agents keep theirs.
+    :param seed: seeds the random agent's own generator (network agents sample from
+        torch's, which :func:`evaluate` seeds); ``None``: unpredictable.
     """
     from glam_baselines import BotAgent, RandomAgent
 
     if spec == "random":
-        return RandomAgent(env.action_space, seed=0)
+        return RandomAgent(env.action_space, seed=seed)
     if spec == "bot":
         return BotAgent(env)
     path = Path(spec)
@@ -123,9 +129,11 @@ def _load_zip(path: Path, env: VecEnv) -> Any:
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.save_util import load_from_zip_file
 
-    data, _, _ = load_from_zip_file(
-        path, load_data=True, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0}
-    )
+    # Evaluation never trains: no learning-rate schedule (it may not unpickle elsewhere), and
+    # a one-transition replay buffer instead of the saved buffer_size (DQN's default, 1e6
+    # BabyAI-Text transitions, is ~10 GB).  Keys the zip lacks (PPO has no buffer) are ignored.
+    custom_objects = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "buffer_size": 1}
+    data, _, _ = load_from_zip_file(path, load_data=True, custom_objects=custom_objects)
     policy_class = data.get("policy_class") if data else None
     names = {c.__name__ for c in getattr(policy_class, "__mro__", ())}
     if "RecurrentActorCriticPolicy" in names:
@@ -136,7 +144,7 @@ def _load_zip(path: Path, env: VecEnv) -> Any:
         algo = PPO
     else:
         raise ValueError(f"{path} is not a saved PPO, RecurrentPPO or DQN agent (policy class {policy_class})")
-    return algo.load(path, env=env, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0})
+    return algo.load(path, env=env, custom_objects=custom_objects)
 
 
 def run_episodes(
@@ -211,6 +219,8 @@ def evaluate(
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    if episodes < 1 or n_envs < 1:
+        raise ValueError(f"episodes and n_envs must be at least 1, got episodes={episodes}, n_envs={n_envs}")
     if names is not None and len(names) != len(agents):
         raise ValueError(f"got {len(names)} names for {len(agents)} agents")
     results = []
@@ -218,7 +228,7 @@ def evaluate(
     for k, (agent_spec, name, (label, env_id, kwargs)) in enumerate(jobs):
         env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
         env.seed(seed)
-        agent = load_agent(agent_spec, env, llm_kwargs)
+        agent = load_agent(agent_spec, env, llm_kwargs, seed=seed)
         set_random_seed(seed)  # the agents' own sampling is reproducible too
         desc = f"[{k + 1}/{len(jobs)}] {_short(name)}: {label}"
         with tqdm(total=episodes, desc=desc, unit="episode") as progress:
@@ -297,10 +307,44 @@ def bar_chart(results: list[Result], png: Path) -> None:
     plt.close(fig)
 
 
-def write(results: list[Result], out: Path) -> dict[str, Path]:
-    """``evaluation.md``, ``.csv``, ``.json`` and ``.png`` in ``out``."""
+#: The files :func:`write` makes in its folder.
+OUTPUT_FILES = tuple(f"evaluation.{ext}" for ext in ("md", "csv", "json", "png"))
+
+
+def existing_outputs(out: Path) -> list[Path]:
+    """The files of an earlier evaluation in ``out`` that :func:`write` would replace."""
+    return [out / name for name in OUTPUT_FILES if (out / name).exists()]
+
+
+def fresh_output_dir(root: Path = Path("evaluations")) -> Path:
+    """A folder under ``root`` named after the current time, that does not exist yet
+    (the CLI's default, so that no run replaces another's files)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, k = root / stamp, 1
+    while out.exists():  # two evaluations started within the same second
+        k += 1
+        out = root / f"{stamp}-{k}"
+    return out
+
+
+def write(results: list[Result], out: Path, overwrite: bool = False) -> dict[str, Path]:
+    """``evaluation.md``, ``.csv``, ``.json`` and ``.png`` in ``out``.
+
+    :param results: what :func:`evaluate` returned.
+    :param out: the folder (created if missing).
+    :param overwrite: replace the files of an earlier evaluation in ``out``; without it,
+        their presence raises :class:`FileExistsError` and nothing is written.
+    """
+    if not results:
+        raise ValueError("no results to write")
+    existing = existing_outputs(out)
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds an evaluation ({', '.join(p.name for p in existing)}); "
+            "choose another folder or pass overwrite=True (CLI: --overwrite)"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out / f"evaluation.{ext}" for ext in ("md", "csv", "json", "png")}
+    paths = {name.split(".")[1]: out / name for name in OUTPUT_FILES}
     paths["md"].write_text(markdown(results) + "\n")
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(asdict(results[0])))
@@ -311,19 +355,40 @@ def write(results: list[Result], out: Path) -> dict[str, Path]:
     return paths
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type of the counts that must be positive (0 episodes would average nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agent", action="append", required=True, help="repeatable: .zip, random, bot or a model")
     parser.add_argument("--suite", default="glam", help=f"one of {sorted(SUITES)}")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--envs", type=int, default=4)
+    parser.add_argument("--episodes", type=_at_least_one, default=100, help="per agent and test (>= 1)")
+    parser.add_argument("--envs", type=_at_least_one, default=4, help="envs stepped together (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
     parser.add_argument(
         "--prompt-history", type=int, default=None, help="zero-shot LMs: observations in the prompt (default: all)"
     )
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder of the results (default: a new evaluations/<date-time>)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's files in --out")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else fresh_output_dir()
+    # Refuse before the (possibly hours long) evaluation, not after it.
+    if (existing := existing_outputs(out)) and not args.overwrite:
+        parser.error(
+            f"{out} already holds an evaluation ({', '.join(p.name for p in existing)}); "
+            "choose another --out or pass --overwrite"
+        )
     llm_kwargs = None
     if args.prompt_history is not None:
         from llm_policy.prompt import PromptTemplate
@@ -331,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic, llm_kwargs)
     print(markdown(results))
-    for path in write(results, args.out).values():
+    for path in write(results, out, overwrite=args.overwrite).values():
         print(f"wrote {path}")
 
 

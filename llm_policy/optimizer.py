@@ -9,6 +9,42 @@ import torch
 
 LR_SCALE = "lr_scale"
 
+#: The classes :func:`with_group_lr_scales` made, by name (module attributes, see ``__getattr__``).
+_GENERATED: dict[str, type[torch.optim.Optimizer]] = {}
+_PREFIX = "ScaledLR"
+
+
+class GroupLRScales:
+    """Mixin of the classes :func:`with_group_lr_scales` makes: ``step`` multiplies each
+    group's lr by its ``lr_scale`` for the duration of the step only."""
+
+    #: the optimizer class this one scales (set on each generated class)
+    scaled_class: type[torch.optim.Optimizer]
+
+    def step(self, closure: Any = None) -> Any:
+        groups = self.param_groups  # type: ignore[attr-defined]
+        base = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] = group["lr"] * group.get(LR_SCALE, 1.0)
+        try:
+            return super().step(closure)  # type: ignore[misc]
+        finally:
+            for group, lr in zip(groups, base, strict=True):
+                group["lr"] = lr
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # A generated class cannot be found by pickle's name lookup in a fresh process;
+        # the optimizer class it scales can, and rebuilding from it gives the same class
+        # (with_group_lr_scales is cached).  The state is torch's own __getstate__.
+        return _new_scaled, (self.scaled_class,), self.__getstate__()  # type: ignore[attr-defined]
+
+
+def _new_scaled(optimizer_class: type[torch.optim.Optimizer]) -> torch.optim.Optimizer:
+    """An empty instance of ``with_group_lr_scales(optimizer_class)``, for unpickling (which
+    then calls the optimizer's ``__setstate__``)."""
+    cls = with_group_lr_scales(optimizer_class)
+    return cls.__new__(cls)
+
 
 @cache
 def with_group_lr_scales(optimizer_class: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
@@ -16,19 +52,28 @@ def with_group_lr_scales(optimizer_class: type[torch.optim.Optimizer]) -> type[t
 
     SB3 writes the scheduled learning rate into *every* parameter group before each
     update, so different rates (the LM's vs the value head's) are kept as ratios to that
-    schedule and applied only for the duration of ``step``.
+    schedule and applied only for the duration of ``step``.  Instances pickle (``torch.save``
+    of a policy, ``copy.deepcopy``), and so does the class of a ``torch.optim`` optimizer.
+
+    :param optimizer_class: a ``torch.optim.Optimizer`` subclass (e.g. ``torch.optim.Adam``).
+    :return: the subclass (the same object on every call with the same class).
     """
+    if issubclass(optimizer_class, GroupLRScales):
+        return optimizer_class
+    name = f"{_PREFIX}{optimizer_class.__name__}"
+    cls = type(name, (GroupLRScales, optimizer_class), {"scaled_class": optimizer_class, "__module__": __name__})
+    # Reachable as llm_policy.optimizer.<name>, so pickling the class itself works too; a
+    # second optimizer class of the same name keeps only the instance pickling.
+    _GENERATED.setdefault(name, cls)
+    return cls
 
-    class ScaledLR(optimizer_class):  # type: ignore[valid-type, misc]
-        def step(self, closure: Any = None) -> Any:
-            base = [group["lr"] for group in self.param_groups]
-            for group in self.param_groups:
-                group["lr"] = group["lr"] * group.get(LR_SCALE, 1.0)
-            try:
-                return super().step(closure)
-            finally:
-                for group, lr in zip(self.param_groups, base, strict=True):
-                    group["lr"] = lr
 
-    ScaledLR.__name__ = ScaledLR.__qualname__ = f"ScaledLR{optimizer_class.__name__}"
-    return ScaledLR
+def __getattr__(name: str) -> type[torch.optim.Optimizer]:
+    """``ScaledLR<X>`` for a ``torch.optim`` optimizer ``X``, made on first use, so that a
+    pickled class is found in a process that has not made it yet."""
+    if name in _GENERATED:
+        return _GENERATED[name]
+    base = getattr(torch.optim, name[len(_PREFIX) :], None) if name.startswith(_PREFIX) else None
+    if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
+        return with_group_lr_scales(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -241,6 +241,18 @@ class LLMPolicy(ActorCriticPolicy):
             groups.append({"params": lm_params, LR_SCALE: scale})
         self.optimizer = with_group_lr_scales(self.optimizer_class)(groups, lr=base_lr, **self.optimizer_kwargs)
 
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # Pickled (torch.save(policy), deepcopy) as what SB3's policy.save keeps — constructor
+        # arguments, weights, optimizer state — since the HF model carries closures (transformers'
+        # output-capturing hooks) that do not pickle; unpickling loads the LM by name again.
+        return _rebuild_policy, (
+            type(self),
+            self._get_constructor_parameters(),
+            self.state_dict(),
+            self.optimizer.state_dict(),
+            str(self.device),
+        )
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         for key in ("net_arch", "activation_fn", "log_std_init", "squash_output", "full_std", "use_expln"):
@@ -348,3 +360,17 @@ class LLMPolicy(ActorCriticPolicy):
         """``(batch, n)`` probabilities of each action (no gradient)."""
         with torch.no_grad():
             return self.get_distribution(obs).distribution.probs
+
+
+def _rebuild_policy(
+    cls: type[LLMPolicy],
+    data: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    device: str,
+) -> LLMPolicy:
+    """Unpickles an :class:`LLMPolicy` (see ``LLMPolicy.__reduce_ex__``)."""
+    policy = cls(**data).to(device)
+    policy.load_state_dict(state)
+    policy.optimizer.load_state_dict(optimizer_state)
+    return policy

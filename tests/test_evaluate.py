@@ -12,7 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from glam_baselines import DRRNPolicy
 from llm_policy import LLMPolicy
-from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown, wilson_interval
+from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown, wilson_interval, write
 
 
 def test_confidence_interval_math() -> None:
@@ -152,3 +152,84 @@ def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
     assert {r.agent for r in results} == {"zero-shot"}
     with pytest.raises(ValueError, match="2 names for 1 agents"):
         evaluate([tiny_llama], "small", episodes=1, names=["a", "b"])
+
+
+def test_random_agent_follows_the_evaluation_seed(monkeypatch) -> None:
+    from glam_baselines import RandomAgent
+    from llm_policy.evaluate import load_agent
+
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
+    obs = env.reset()
+
+    def stream(seed: int) -> list[int]:
+        agent = load_agent("random", env, seed=seed)
+        return [int(a) for _ in range(20) for a in agent.predict(obs)[0]]
+
+    assert stream(3) == stream(3)
+    assert stream(3) != stream(4)
+    seeds = []
+
+    class Spy(RandomAgent):
+        def __init__(self, action_space, seed=None) -> None:
+            seeds.append(seed)
+            super().__init__(action_space, seed=seed)
+
+    monkeypatch.setattr("glam_baselines.RandomAgent", Spy)
+    evaluate(["random"], "small", episodes=1, n_envs=1, seed=7)
+    assert seeds == [7] * len(SUITES["small"])
+
+
+def test_a_loaded_dqn_agent_has_a_one_transition_buffer(tmp_path) -> None:
+    from llm_policy.evaluate import _load_zip
+
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
+    dqn = DQN(DRRNPolicy, env, learning_starts=4, batch_size=4, buffer_size=20_000, policy_kwargs={"hidden_dim": 8})
+    dqn.learn(8)
+    dqn.save(tmp_path / "drrn.zip")
+    loaded = _load_zip(tmp_path / "drrn.zip", env)
+    assert isinstance(loaded, DQN) and loaded.replay_buffer.buffer_size == 1  # saved: 20,000 (~200 MB)
+    assert sum(v.nbytes for v in loaded.replay_buffer.observations.values()) < 100_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--episodes", "0"], "--episodes: must be at least 1, got 0"),
+        (["--episodes", "-5"], "--episodes: must be at least 1, got -5"),
+        (["--envs", "0"], "--envs: must be at least 1, got 0"),
+    ],
+)
+def test_cli_refuses_counts_below_one(tmp_path, capsys, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["--agent", "random", "--suite", "small", "--out", str(tmp_path), *args])
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluate(["random"], "small", episodes=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluate(["random"], "small", episodes=2, n_envs=0)
+
+
+def test_cli_never_replaces_an_earlier_evaluation_unasked(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    quick = ["--agent", "random", "--suite", "small", "--episodes", "1", "--envs", "1"]
+    # by default every run writes a new folder, never results/ (the main job's)
+    main(quick)
+    main(quick)
+    runs = sorted((tmp_path / "evaluations").iterdir())
+    assert len(runs) == 2 and all((run / "evaluation.json").exists() for run in runs)
+    assert not (tmp_path / "results").exists()
+    # an explicit folder holding an evaluation is refused before evaluating, untouched
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "evaluation.md").write_text("my table\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*quick, "--out", str(mine)])
+    assert "already holds an evaluation (evaluation.md)" in capsys.readouterr().err
+    assert (mine / "evaluation.md").read_text() == "my table\n"
+    assert not (mine / "evaluation.json").exists()
+    main([*quick, "--out", str(mine), "--overwrite"])
+    assert (mine / "evaluation.md").read_text().startswith("| test |")
+    with pytest.raises(FileExistsError, match="already holds an evaluation"):
+        write(evaluate(["random"], "small", episodes=1, n_envs=1), mine)

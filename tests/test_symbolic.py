@@ -74,3 +74,17 @@ def test_trains_with_stock_ppo_and_recurrent_ppo(recurrent: bool) -> None:
     algo.learn(32)
     actions, _ = algo.predict(env.reset())
     assert np.asarray(actions).shape == (2,)
+
+
+def test_mission_vocabulary_is_restored_with_the_weights() -> None:
+    space = gym.make("BabyAI-Text-GoToS5N2-v0").observation_space
+    trained = BabyAIFeaturesExtractor(space, channels=8, instruction_dim=8, film_layers=1)
+    other = BabyAIFeaturesExtractor(space, channels=8, instruction_dim=8, film_layers=1, vocabulary=["<pad>", "<unk>"])
+    parameter = other.instruction.embedding.weight
+    assert other.vocabulary.words != trained.vocabulary.words
+    other.load_state_dict(trained.state_dict())
+    assert other.vocabulary.words == trained.vocabulary.words
+    assert other.instruction.embedding.weight is parameter  # resized in place: optimizers keep it
+    torch.testing.assert_close(parameter, trained.instruction.embedding.weight)
+    assert trained.vocabulary.encode("go to the red ball") != [trained.vocabulary.index["<unk>"]] * 5
+    assert set(trained.vocabulary.encode("va à la balle rouge")) == {trained.vocabulary.index["<unk>"]}
