@@ -20,7 +20,9 @@ from babyai_text.observation import (
     decode_missions,
     decode_observation,
 )
+from babyai_text.prompt import PromptTemplate
 from babyai_text.registration import REGISTERED_VARIANTS, register_babyai_text_envs, registered_ids
+from babyai_text.wrappers import MinigridObservation, mission_word_dict
 
 register_babyai_text_envs()
 
@@ -36,12 +38,15 @@ __all__ = [
     "English",
     "French",
     "Language",
+    "MinigridObservation",
+    "PromptTemplate",
     "Task",
     "TextObservation",
     "decode_batch",
     "decode_missions",
     "decode_observation",
     "get_language",
+    "mission_word_dict",
     "register_babyai_text_envs",
     "registered_ids",
 ]

@@ -31,7 +31,7 @@ every figure (also written to ``--json-out`` after every phase).
 
 CPU check with a tiny model (seconds)::
 
-    python -c "from llm_policy.tiny_models import build_tiny_model; build_tiny_model('/tmp/tiny', 'llama')"
+    python -c "from tests.tiny_models import build_tiny_model; build_tiny_model('/tmp/tiny', 'llama')"
     python benchmarks/gpu_throughput.py --device cpu --threads 1 --model /tmp/tiny --envs 4 8 \\
         --ppo-envs 2 --ppo-steps 8 --repeats 2
 """
@@ -53,6 +53,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -473,7 +474,8 @@ def ppo_worker(cfg: dict) -> dict:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import babyai_text  # noqa: F401
-    from llm_policy import LLMPolicy, PromptTemplate
+    from glam_experiments.configs import GLAM_LLM_PPO
+    from llm_policy import LLMPolicy
 
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -501,27 +503,27 @@ def ppo_worker(cfg: dict) -> dict:
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         env = DummyVecEnv([lambda: gym.make(ENV_ID)] * cfg["envs"])
-        policy_kwargs: dict[str, Any] = {
-            "model": cfg["model"],
-            "pretrained": cfg["pretrained"],
-            "finetune": mode,
-            "micro_batch_size": cfg["micro_batch"],
-            "prompt_template": PromptTemplate(),
-            "autocast": cfg["autocast"],
-        }
-        if mode == "top_k":
-            policy_kwargs["top_k"] = cfg["top_k"]
+        # GLAM's settings (glam_experiments.configs), at this run's sizes and fine-tuning mode
+        config = replace(
+            GLAM_LLM_PPO,
+            model=cfg["model"],
+            pretrained=cfg["pretrained"],
+            finetune=mode,
+            top_k=cfg["top_k"],
+            micro_batch_size=cfg["micro_batch"],
+            n_envs=cfg["envs"],
+            n_steps=cfg["steps"],
+            batch_size=cfg["batch_size"],
+            n_epochs=cfg["epochs"],
+        )
         log(f"[{mode}] building PPO ({cfg['envs']} envs x {cfg['steps']} steps)")
         model = PPO(
             LLMPolicy,
             env,
-            n_steps=cfg["steps"],
-            batch_size=cfg["batch_size"],
-            n_epochs=cfg["epochs"],
-            learning_rate=1e-6,
             seed=0,
             device=cfg["device"],
-            policy_kwargs=policy_kwargs,
+            policy_kwargs={**config.policy_kwargs(), "autocast": cfg["autocast"]},
+            **config.ppo_kwargs(),
         )
         policy = model.policy
         result["trainable_params"] = sum(p.numel() for p in policy.parameters() if p.requires_grad)

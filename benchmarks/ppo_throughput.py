@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 
 def run_mode(
@@ -26,30 +27,24 @@ def run_mode(
 ) -> dict:
     import gymnasium as gym
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import babyai_text  # noqa: F401
-    from llm_policy import LLMPolicy, PromptTemplate
+    from glam_experiments.configs import LLMPPOConfig
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * n_envs)
-    policy_kwargs = {
-        "finetune": mode,
-        "micro_batch_size": micro_batch,
-        "prompt_template": PromptTemplate(history=history),
-    }
-    if mode == "top_k":
-        policy_kwargs["top_k"] = 2
-    model = PPO(
-        LLMPolicy,
-        env,
+    # the main job's settings (glam_experiments.configs), at this run's sizes and mode
+    config = replace(
+        LLMPPOConfig(),
+        finetune=mode,
+        micro_batch_size=micro_batch,
+        prompt_history=history,
+        n_envs=n_envs,
         n_steps=n_steps,
         batch_size=batch_size,
         n_epochs=epochs,
-        learning_rate=1e-5,
-        seed=0,
-        policy_kwargs=policy_kwargs,
     )
+    model = config.make(env, seed=0)
     per_rollout = n_steps * n_envs
     model.learn(per_rollout)  # warm-up
     start = time.perf_counter()

@@ -15,9 +15,8 @@ BASELINE_SEEDS=${BASELINE_SEEDS:-"1 2 3"}
 EPISODES=${EPISODES:-20}
 PY=${PY:-python}
 FRAMES=2048
-# the main job's PPO settings: 8 envs x 16 steps per rollout, minibatch 64, 4 epochs
-LLM_ARGS=(--total-timesteps $FRAMES --finetune top_k --top-k 2 --prompt-history 1 --n-envs 8 --n-steps 16
-          --batch-size 64 --n-epochs 4 --learning-rate 1e-4 --micro-batch-size 64 --run-dir "$OUT" --save-model)
+# the main job's PPO settings are train_llm_ppo.py's defaults (glam_experiments.configs.LLMPPOConfig)
+LLM_ARGS=(--total-timesteps $FRAMES --run-dir "$OUT" --save-model)
 
 for seed in $LLM_SEEDS; do
     $PY examples/train_llm_ppo.py "${LLM_ARGS[@]}" --seed "$seed"
@@ -26,18 +25,19 @@ for seed in $NPAE_SEEDS; do
     $PY examples/train_llm_ppo.py "${LLM_ARGS[@]}" --seed "$seed" --npae
 done
 for seed in $BASELINE_SEEDS; do
+    # rollouts of the LLM's size (8 x 16), so that 2,048 frames are 16 updates, not 2
     $PY examples/train_symbolic_ppo.py --total-timesteps $FRAMES --n-envs 8 --n-steps 16 --batch-size 64 \
         --run-dir "$OUT" --save-model --seed "$seed"
     $PY examples/train_drrn.py --total-timesteps $FRAMES --learning-starts 256 --target-update-interval 256 \
         --run-dir "$OUT" --save-model --seed "$seed"
 done
 
-$PY -m glam_baselines.curves "$OUT"/*__* --bin 512 --window 20 --png "$OUT/curves.png" | tee "$OUT/curves.md"
+$PY -m glam_experiments.curves "$OUT"/*__* --bin 512 --window 20 --png "$OUT/curves.png" | tee "$OUT/curves.md"
 
 # Generalization table of each trained agent (seed 1), on episodes apart from training's seeds.
 agents=()
 for kind in llm_ppo npae_ppo symbolic_recurrent_ppo drrn; do
     agents+=(--agent "$(ls -d "$OUT"/*__${kind}__1__* | head -n 1)/model.zip")
 done
-$PY -m llm_policy.evaluate "${agents[@]}" --agent random --suite small --episodes "$EPISODES" --envs 10 \
+$PY -m glam_experiments.evaluate "${agents[@]}" --agent random --suite small --episodes "$EPISODES" --envs 10 \
     --seed 1000 --out "$OUT/evaluation" --overwrite  # this script's own output, regenerated on each run

@@ -12,8 +12,8 @@ import tyro
 from stable_baselines3 import DQN
 
 from glam_baselines import DRRNPolicy
-from glam_baselines.envs import make_text_vec_env
-from glam_baselines.training import run_name, train
+from glam_experiments.envs import make_text_vec_env
+from glam_experiments.training import run_name, train
 
 
 @dataclass

@@ -20,8 +20,8 @@ from torch import nn
 from babyai_text import decode_batch
 from babyai_text.language import ENGLISH, Language
 from babyai_text.observation import TEXT_KEYS
+from babyai_text.prompt import PromptTemplate
 from glam_baselines.text_encoding import GRUTextEncoder, SavedVocabulary, WordVocabulary
-from llm_policy.prompt import PromptTemplate
 
 Exploration = Literal["epsilon", "softmax"]
 
@@ -124,7 +124,7 @@ class DRRNPolicy(DQNPolicy):
     Pass DQN a ``buffer_size``: SB3's default of 1,000,000 transitions at
     :data:`BYTES_PER_TRANSITION` (~10.5 kB with the default history of 3 observations)
     is ~10.5 GB of replay buffer, e.g. ``DQN(DRRNPolicy, env, buffer_size=50_000)``
-    (~0.5 GB).  A DRRN agent loaded by ``llm_policy.evaluate`` gets a one-transition buffer.
+    (~0.5 GB).  A DRRN agent loaded by ``glam_experiments.evaluate`` gets a one-transition buffer.
     """
 
     def __init__(

@@ -11,6 +11,7 @@
     model.learn(10_000)
 """
 
+from babyai_text.prompt import PromptTemplate
 from llm_policy.finetuning import FINETUNE_MODES, apply_finetune_mode, disable_dropout
 from llm_policy.models import (
     BUILTIN_MODELS,
@@ -20,7 +21,6 @@ from llm_policy.models import (
     load_language_model,
 )
 from llm_policy.policy import LLMPolicy
-from llm_policy.prompt import PromptTemplate
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, PromptTooLongError, Scores
 
 __all__ = [

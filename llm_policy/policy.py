@@ -18,11 +18,11 @@ from torch.utils.checkpoint import checkpoint
 
 from babyai_text import decode_batch
 from babyai_text.observation import TEXT_KEYS
+from babyai_text.prompt import PromptTemplate
 from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
 from llm_policy.models import DEFAULT_MODEL, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
-from llm_policy.prompt import PromptTemplate
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, Normalization, Scores, Strategy
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}

@@ -43,14 +43,14 @@ def env_id(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from llm_policy.tiny_models import build_tiny_model
+    from tests.tiny_models import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), "llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from llm_policy.tiny_models import build_tiny_model
+    from tests.tiny_models import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny_t5"), "t5"))
 

@@ -11,7 +11,7 @@ checkpoint (``AutoTokenizer``: with transformers 5 the tokenizer class declared 
 
 Families (``build_family(name, directory)``):
 
-- ``"word"``: the word-level tiny Llama of :mod:`llm_policy.tiny_models`.
+- ``"word"``: the word-level tiny Llama of :mod:`tests.tiny_models`.
 - ``"llama2"``: Llama-2 / Mistral-v0.1 / TinyLlama legacy SentencePiece BPE, loaded verbatim
   from ``tokenizer.json`` (``Prepend("▁")`` normalizer: a lone text ``" turn left"``
   tokenizes with a spurious leading ``"▁"``).
@@ -57,7 +57,7 @@ from transformers import (
 
 import babyai_text  # noqa: F401  (registers the envs)
 from babyai_text import decode_observation
-from llm_policy.prompt import PromptTemplate
+from babyai_text.prompt import PromptTemplate
 
 FAMILIES: tuple[str, ...] = ("word", "llama2", "llama2-hf", "llama3", "qwen2", "gpt2", "gemma", "t5")
 CAUSAL_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f != "t5")
@@ -430,7 +430,7 @@ def build_family(name: str, directory: Path) -> Path:
     """Save a tiny random model of family ``name`` and its tokenizer in ``directory``."""
     directory = Path(directory)
     if name == "word":
-        from llm_policy.tiny_models import build_tiny_model
+        from tests.tiny_models import build_tiny_model
 
         return build_tiny_model(directory, "llama")
     if name not in RAW_TOKENIZERS:

@@ -9,7 +9,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.env_util import make_vec_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from glam_baselines.callbacks import CleanRLLogger
+from glam_experiments.callbacks import CleanRLLogger
 
 
 def scalar_steps(run_dir: Path, tag: str) -> list[int]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from glam_baselines.curves import (
+from glam_experiments.curves import (
     SUCCESS_TAG,
     binned_success,
     group_bins,

@@ -13,11 +13,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from babyai_text import decode_batch
 from babyai_text.language import ENGLISH, VARIANTS
 from babyai_text.observation import ACTION_NAME_BYTES
+from babyai_text.prompt import PromptTemplate
 from babyai_text.vocabulary import language_vocabulary
 from glam_baselines import DRRNPolicy, text_encoding
 from glam_baselines.drrn import drrn_vocabulary
 from glam_baselines.text_encoding import UNK
-from llm_policy.prompt import PromptTemplate
 from tests.conftest import text_batch
 
 

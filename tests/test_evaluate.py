@@ -11,8 +11,17 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from glam_baselines import DRRNPolicy
+from glam_experiments.evaluate import (
+    SUITES,
+    Z99,
+    confidence_halfwidth,
+    evaluate,
+    main,
+    markdown,
+    wilson_interval,
+    write,
+)
 from llm_policy import LLMPolicy
-from llm_policy.evaluate import SUITES, Z99, confidence_halfwidth, evaluate, main, markdown, wilson_interval, write
 
 
 def test_confidence_interval_math() -> None:
@@ -109,9 +118,9 @@ def test_evaluation_is_reproducible(tiny_llama: str) -> None:
 def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str) -> None:
     """Stateless policies only see the envs still short of their quota; the episodes played
     and their outcomes are those of stepping every env."""
-    from llm_policy.evaluate import load_agent, run_episodes
+    from glam_experiments.evaluate import load_agent, run_episodes
 
-    class Opaque:  # hides .policy, so run_episodes cannot slice
+    class Opaque:  # hides the policy, so run_episodes cannot slice
         def __init__(self, agent) -> None:
             self.agent = agent
 
@@ -123,13 +132,13 @@ def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str)
         env.seed(5)
         agent = load_agent(tiny_llama, env)
         batch_sizes = []
-        original = agent.policy._predict
+        original = agent._predict  # a zero-shot LM is an untrained LLMPolicy
 
         def spy(obs, *args, **kwargs):
             batch_sizes.append(len(obs["mission"]))
             return original(obs, *args, **kwargs)
 
-        agent.policy._predict = spy
+        agent._predict = spy
         played = run_episodes(Opaque(agent) if wrap else agent, env, episodes=4, deterministic=True)
         return played, batch_sizes
 
@@ -142,12 +151,12 @@ def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str)
 
 
 def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
+    from glam_experiments.evaluate import load_agent
     from llm_policy import PromptTemplate
-    from llm_policy.evaluate import load_agent
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")])
     agent = load_agent(tiny_llama, env, {"prompt_template": PromptTemplate(history=1)})
-    assert agent.policy.prompt_template.history == 1
+    assert agent.prompt_template.history == 1
     results = evaluate([tiny_llama], "small", episodes=1, n_envs=1, names=["zero-shot"])
     assert {r.agent for r in results} == {"zero-shot"}
     with pytest.raises(ValueError, match="2 names for 1 agents"):
@@ -156,7 +165,7 @@ def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
 
 def test_random_agent_follows_the_evaluation_seed(monkeypatch) -> None:
     from glam_baselines import RandomAgent
-    from llm_policy.evaluate import load_agent
+    from glam_experiments.evaluate import load_agent
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
     obs = env.reset()
@@ -180,7 +189,7 @@ def test_random_agent_follows_the_evaluation_seed(monkeypatch) -> None:
 
 
 def test_a_loaded_dqn_agent_has_a_one_transition_buffer(tmp_path) -> None:
-    from llm_policy.evaluate import _load_zip
+    from glam_experiments.evaluate import _load_zip
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
     dqn = DQN(DRRNPolicy, env, learning_starts=4, batch_size=4, buffer_size=20_000, policy_kwargs={"hidden_dim": 8})

@@ -13,10 +13,12 @@ from tests.conftest import REPO
 
 
 def run_script(script: str, *args: str) -> str:
-    """Run an example as a user would (a fresh interpreter); fail with its stderr."""
+    """Run an example (``examples/<script>``) or a module (``-m name``) as a user would: a
+    fresh interpreter; fail with its stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    target = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / "examples" / script)]
     out = subprocess.run(
-        [sys.executable, str(REPO / "examples" / script), *args],
+        [sys.executable, *target, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -105,7 +107,7 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
 def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
     args += ["--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--out", str(tmp_path)]
-    printed = run_script("main_job.py", *args)
+    printed = run_script("-m glam_experiments.main_job", *args)
     for name in ("evaluation.md", "evaluation.csv", "evaluation.json", "evaluation.png", "learning_curve.png"):
         assert (tmp_path / name).exists(), name
     (run_dir,) = (tmp_path / "training").iterdir()

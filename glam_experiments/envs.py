@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 from typing import Any
 
 import gymnasium as gym
@@ -13,11 +12,26 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 import babyai_text  # noqa: F401  (registers the ids)
 
 
+class ScaleReward(gym.RewardWrapper):
+    """Multiply rewards by ``scale`` (GLAM and BabyAI trained with ×20); ``info["success"]`` is untouched.
+
+    A class (not a lambda) so that rl-zoo3's ``env_wrapper`` can name it in a YAML file.
+
+    :param env: the env.
+    :param scale: the factor.
+    """
+
+    def __init__(self, env: gym.Env, scale: float = 20.0) -> None:
+        super().__init__(env)
+        self.scale = scale
+
+    def reward(self, reward: float) -> float:
+        return reward * self.scale
+
+
 def scale_reward(env: gym.Env, scale: float) -> gym.Env:
-    """Multiply rewards by ``scale`` (GLAM and BabyAI trained with ×20); ``info["success"]`` is untouched."""
-    if scale == 1.0:
-        return env
-    return gym.wrappers.TransformReward(env, functools.partial(operator.mul, scale))
+    """``env`` with rewards multiplied by ``scale`` (unwrapped when ``scale`` is 1)."""
+    return env if scale == 1.0 else ScaleReward(env, scale)
 
 
 def make_text_vec_env(

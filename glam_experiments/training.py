@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from glam_baselines.callbacks import CleanRLLogger
+from glam_experiments.callbacks import CleanRLLogger
 
 
 def run_name(env_id: str, algo: str, seed: int) -> str:

@@ -2,7 +2,7 @@
 then compare it with its zero-shot self (and a random agent) on that level and on the
 generalization variants.
 
-    python examples/main_job.py [--total-timesteps 2048] [--episodes 20] [--out results]
+    python -m glam_experiments.main_job [--total-timesteps 2048] [--episodes 20] [--out results]
 
 Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot vs trained vs random,
 success with 99 % CIs per test), ``learning_curve.png`` (training success against
@@ -17,20 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from stable_baselines3 import PPO
 
-from glam_baselines.curves import markdown_table, plot
-from glam_baselines.envs import make_text_vec_env
-from glam_baselines.training import train
-from llm_policy import LLMPolicy, PromptTemplate
-from llm_policy.evaluate import evaluate, markdown, write
+from babyai_text.prompt import PromptTemplate
+from glam_experiments.configs import LLMPPOConfig
+from glam_experiments.curves import markdown_table, plot
+from glam_experiments.envs import make_text_vec_env
+from glam_experiments.evaluate import evaluate, markdown, write
+from glam_experiments.training import train
 
 
 @dataclass
-class Args:
+class Args(LLMPPOConfig):
+    """The PPO and policy flags are :class:`LLMPPOConfig`'s (whose defaults are this job's)."""
+
     env_id: str = "BabyAI-Text-GoToS5N2-v0"
     """training level (the ``small`` evaluation suite is built on GoToS5N2)"""
-    model: str = "SmolLM2-135M-Instruct"
     total_timesteps: int = 2048
     """PPO env-steps"""
     episodes: int = 20
@@ -38,17 +39,6 @@ class Args:
     eval_envs: int = 10
     eval_seed: int = 1000
     """seeds the evaluation episodes (apart from the training envs' seeds)"""
-    prompt_history: int = 1
-    """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster (docs/benchmarks.md)"""
-    finetune: str = "top_k"
-    top_k: int = 2
-    n_envs: int = 8
-    n_steps: int = 16
-    batch_size: int = 64
-    n_epochs: int = 4
-    learning_rate: float = 1e-4
-    """Adam rate of the value head and of the LM's trained blocks"""
-    ent_coef: float = 0.01
     seed: int = 1
     out: Path = Path("results")
 
@@ -71,26 +61,7 @@ def main(args: Args) -> None:
 
     print(f"2/3 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.n_envs} envs)")
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed)
-    model = PPO(
-        LLMPolicy,
-        env,
-        n_steps=args.n_steps,
-        batch_size=args.batch_size,
-        n_epochs=args.n_epochs,
-        learning_rate=args.learning_rate,
-        ent_coef=args.ent_coef,
-        gae_lambda=0.99,
-        normalize_advantage=False,
-        seed=args.seed,
-        policy_kwargs={
-            "model": args.model,
-            "finetune": args.finetune,
-            "top_k": args.top_k,
-            # two trained blocks tolerate (and in 2,048 steps need) more than the full-model default of 1e-6
-            "lm_learning_rate": args.learning_rate,
-            **llm_kwargs,
-        },
-    )
+    model = args.make(env, seed=args.seed)
     run_dir = args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}"
     train(model, args.total_timesteps, run_dir, save_model=True)
     env.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from babyai_text import TextObservation
+from babyai_text.observation import TextObservation
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Evaluate agents on suites of BabyAI-Text envs: success rate, return, 99 % confidence intervals.
 
-    python -m llm_policy.evaluate --agent runs/.../model.zip --agent random --suite glam --episodes 100
+    python -m glam_experiments.evaluate --agent runs/.../model.zip --agent random --suite glam --episodes 100
 
 An agent is a saved SB3 zip (PPO, RecurrentPPO or DQN, e.g. LLMPolicy, Symbolic-PPO,
 DRRN), ``random``, ``bot`` (minigrid's BabyAIBot), or a language-model name or directory
@@ -111,13 +111,14 @@ def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None,
         if not path.exists():
             raise FileNotFoundError(f"agent file {spec!r} does not exist")
         return _load_zip(path, env)
-    from stable_baselines3 import PPO
+    from stable_baselines3.common.utils import get_device
 
     from llm_policy.models import ModelNotFoundError
     from llm_policy.policy import LLMPolicy
 
-    try:
-        return PPO(LLMPolicy, env, policy_kwargs={**(llm_kwargs or {}), "model": spec}, n_steps=8, batch_size=8)
+    try:  # an untrained policy: it has SB3's predict, and no algorithm settings to restate
+        kwargs = {**(llm_kwargs or {}), "model": spec}
+        return LLMPolicy(env.observation_space, env.action_space, lambda _: 0.0, **kwargs).to(get_device("auto"))
     except ModelNotFoundError as err:
         raise ValueError(
             f"unknown agent {spec!r}: not 'random', 'bot', a saved .zip agent, nor a loadable model ({err})"
@@ -193,7 +194,7 @@ def _is_stateless_network_policy(agent: Any) -> bool:
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
     from stable_baselines3.common.policies import BasePolicy
 
-    policy = getattr(agent, "policy", None)
+    policy = agent if isinstance(agent, BasePolicy) else getattr(agent, "policy", None)
     return isinstance(policy, BasePolicy) and not isinstance(policy, RecurrentActorCriticPolicy)
 
 
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     llm_kwargs = None
     if args.prompt_history is not None:
-        from llm_policy.prompt import PromptTemplate
+        from babyai_text.prompt import PromptTemplate
 
         llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic, llm_kwargs)

@@ -1,7 +1,7 @@
 """Learning curves from training runs' TensorBoard logs: success rate against frames,
 mean and spread over seeds.
 
-    python -m glam_baselines.curves runs/* --bin 5000 --png results/curves.png
+    python -m glam_experiments.curves runs/* --bin 5000 --png results/curves.png
 
 A run is a folder written by the ``examples/`` training scripts (CleanRL's name
 ``<env>__<algo>__<seed>__<time>``); runs that differ only in seed and time form one

@@ -15,8 +15,8 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
+from babyai_text.prompt import PromptTemplate
 from babyai_text.vocabulary import babyai_vocabulary, split_words
-from llm_policy.prompt import PromptTemplate
 
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>"]
 

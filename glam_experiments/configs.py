@@ -1,0 +1,138 @@
+"""Each agent's training configuration, defined once.
+
+The main job, the example scripts (whose command-line flags are these fields), the
+equal-frames comparison, the benchmarks and the rl-zoo3 hyperparameter files all start
+from these dataclasses; a test checks that ``hyperparams/*.yml`` says the same.  (DRRN's
+configuration is its script's, ``examples/train_drrn.py``: nothing else trains DRRN.)
+
+- :class:`LLMPPOConfig`: stock SB3 PPO with :class:`llm_policy.LLMPolicy`.  Its defaults are
+  the CPU recipe of the main job (SmolLM2-135M, top-2 blocks, one-observation prompts,
+  8 envs × 16 steps, 4 epochs of minibatch 64); :data:`GLAM_LLM_PPO` is the paper's.
+- :class:`SymbolicPPOConfig`: BabyAI's Symbolic-PPO (FiLM CNN + LSTM, rewards ×20).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from babyai_text.prompt import PromptTemplate
+
+
+@dataclass
+class PPOConfig:
+    """The PPO settings all PPO agents share (SB3's names)."""
+
+    n_envs: int = 8
+    n_steps: int = 16
+    """env-steps per env and rollout"""
+    batch_size: int = 64
+    n_epochs: int = 4
+    learning_rate: float = 1e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.99
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = False
+    """GLAM's PPO does not normalise advantages"""
+
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of SB3's ``PPO`` (everything but ``n_envs``)."""
+        names = {f.name for f in fields(PPOConfig)} - {"n_envs"}
+        return {k: v for k, v in asdict(self).items() if k in names}
+
+
+@dataclass
+class LLMPPOConfig(PPOConfig):
+    """PPO with a language model as the policy (GLAM); defaults: the main job's CPU recipe."""
+
+    model: str = "SmolLM2-135M-Instruct"
+    """built-in model, local directory or hub id"""
+    pretrained: bool = True
+    """False: same architecture with random weights (GLAM's NPAE baseline)"""
+    finetune: str = "top_k"
+    """full | lora | top_k | frozen"""
+    top_k: int = 2
+    """blocks trained with finetune top_k"""
+    lm_learning_rate: float | None = 1e-4
+    """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6)"""
+    prompt_history: int | None = 1
+    """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster on CPU (docs/benchmarks.md)"""
+    micro_batch_size: int | None = None
+    """chunks of a PPO minibatch recomputed in the backward pass (less memory, same gradients)"""
+
+    def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
+        """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""
+        from llm_policy import LLMPolicy
+
+        kwargs = {**self.ppo_kwargs(), **ppo_overrides}
+        return PPO(LLMPolicy, env, seed=seed, policy_kwargs=self.policy_kwargs(), **kwargs)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`llm_policy.LLMPolicy`."""
+        return {
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "finetune": self.finetune,
+            "top_k": self.top_k,
+            "lm_learning_rate": self.lm_learning_rate,
+            "micro_batch_size": self.micro_batch_size,
+            "prompt_template": PromptTemplate(history=self.prompt_history),
+        }
+
+
+#: GLAM's settings for Flan-T5-large (780M), 1.5M frames on 8 A100s: full fine-tuning at
+#: 1e-6, 3-observation prompts, 32 envs × 40 steps per update.
+GLAM_LLM_PPO = LLMPPOConfig(
+    finetune="full",
+    learning_rate=1e-6,
+    lm_learning_rate=1e-6,
+    prompt_history=None,
+    n_envs=32,
+    n_steps=40,
+)
+
+
+@dataclass
+class SymbolicPPOConfig(PPOConfig):
+    """BabyAI's Symbolic-PPO: FiLM CNN over the symbolic view conditioned on the mission."""
+
+    n_steps: int = 128
+    batch_size: int = 256
+    normalize_advantage: bool = True
+    recurrent: bool = True
+    """sb3-contrib RecurrentPPO with an LSTM (as the original); False: stock PPO"""
+    lstm_hidden_size: int = 128
+    reward_scale: float = 20.0
+    """BabyAI's ×20 reward scaling (a wrapper; success is read from info)"""
+    head: tuple[int, ...] = (64,)
+    """hidden sizes of the actor and critic heads above the extractor"""
+
+    def policy(self) -> str:
+        return "MultiInputLstmPolicy" if self.recurrent else "MultiInputPolicy"
+
+    def make(self, env: VecEnv, seed: int | None = None) -> PPO:
+        """Stock SB3 PPO, or sb3-contrib's RecurrentPPO, with these settings (``env``'s rewards
+        must already be scaled by :attr:`reward_scale`, see :func:`glam_experiments.envs.make_text_vec_env`)."""
+        algo: type[PPO] = PPO
+        if self.recurrent:
+            from sb3_contrib import RecurrentPPO
+
+            algo = RecurrentPPO
+        return algo(self.policy(), env, seed=seed, policy_kwargs=self.policy_kwargs(), **self.ppo_kwargs())
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        from glam_baselines import BabyAIFeaturesExtractor
+
+        kwargs: dict[str, Any] = {"features_extractor_class": BabyAIFeaturesExtractor, "net_arch": list(self.head)}
+        if self.recurrent:
+            kwargs["lstm_hidden_size"] = self.lstm_hidden_size
+        return kwargs
+
+
+__all__ = ["GLAM_LLM_PPO", "LLMPPOConfig", "PPOConfig", "SymbolicPPOConfig"]
