@@ -114,9 +114,10 @@ def main(args: Args) -> None:
     ]
     for label, lr in (("1e-6 (default)", "default"), ("3e-4 (former default: PPO's rate)", None)):
         for r in run(args, lr):
+            success = "–" if np.isnan(r["success"]) else f"{r['success']:.2f}"  # no episode ended
             lines.append(
                 f"| {label} | {r['update']} | {r['approx_kl']:.4f} | {r['clip_fraction']:.3f} | "
-                f"{r['entropy']:.3f} | {r['success']:.2f} |"
+                f"{r['entropy']:.3f} | {success} |"
             )
             print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")

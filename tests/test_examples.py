@@ -115,3 +115,11 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
     table = (tmp_path / "evaluation.md").read_text()
     assert "zero-shot" in table and "after 64 PPO steps" in table and "random" in table
     assert "zero-shot ->" in printed and "trained (random agent" in printed
+
+
+def test_default_settings_run(tmp_path, tiny_llama: str) -> None:
+    out = tmp_path / "defaults.md"
+    args = ["--model", tiny_llama, "--n-envs", "2", "--n-steps", "8", "--batch-size", "16", "--updates", "1"]
+    run_script("default_settings_run.py", *args, "--out", str(out))
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 1e-6") or line.startswith("| 3e-4")]
+    assert len(rows) == 2  # one update with each LM learning rate
