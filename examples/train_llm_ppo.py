@@ -1,21 +1,32 @@
 """Train the GLAM agent (a language model as the policy) with stock SB3 PPO, CleanRL-style.
 
     python examples/train_llm_ppo.py --env-id BabyAI-Text-GoToS5N2-v0 [--finetune full] [--npae]
+    torchrun --nproc_per_node=2 examples/train_llm_ppo.py --total-timesteps 4096
+    python examples/train_llm_ppo.py --checkpoint-every 10 ...   # killed? then:
+    python examples/train_llm_ppo.py --resume runs/<run name> ...  # same flags
 
 The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (the main job's
 CPU recipe by default) plus the run's own.  Logs ``charts/*`` and ``losses/*`` to
 TensorBoard under ``runs/<run name>/`` and every episode to ``episodes.csv``.
+
+Under ``torchrun`` every rank runs this script with its own ``--n-envs`` envs (seeds
+offset by rank) and one policy is trained (:mod:`glam_experiments.distributed`);
+``--total-timesteps`` counts the frames of all ranks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import tyro
 from stable_baselines3 import PPO
+from torch.distributed.elastic.multiprocessing.errors import record
 
+from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.configs import LLMPPOConfig
+from glam_experiments.distributed import broadcast_object, check_same_updates, close_ranks, init_ranks, rank_seed
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import run_name, train
 
@@ -27,21 +38,43 @@ class Args(LLMPPOConfig):
     npae: bool = False
     """same architecture with random weights (GLAM's NPAE baseline)"""
     total_timesteps: int = 2048
+    """frames of the whole run (all ranks together under torchrun)"""
     reward_scale: float = 1.0
     seed: int = 1
     run_dir: Path = Path("runs")
     save_model: bool = False
     """save the agent to <run_dir>/<run_name>/model.zip"""
     torch_threads: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: one GPU per rank when CUDA is available"""
+    checkpoint_every: int | None = None
+    """write a checkpoint every N rollouts (and at the end) into <run folder>/checkpoints"""
+    resume: Path | None = None
+    """a run folder (runs/<run name>) to continue from its last checkpoint, to --total-timesteps"""
 
 
+@record  # under torchrun, a rank's exception is reported with its traceback
 def main(args: Args) -> PPO:
+    ranks = init_ranks(args.device)
     if args.npae:
         args = replace(args, pretrained=False)
-    name = run_name(args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
-    env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
-    model = args.make(env, seed=args.seed)
-    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
+    seed = rank_seed(args.seed, args.n_envs, ranks)
+    resumed = None
+    if args.resume is not None:
+        # re-seeded from the frames done: the resumed run does not replay its first episodes
+        seed += read_state(args.resume).frames
+        env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
+        model, resumed = load_checkpoint(args.resume, env, device=ranks.device)
+        model.set_random_seed(seed)
+        run_dir = args.resume
+    else:
+        name = run_name(args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
+        run_dir = args.run_dir / broadcast_object(name, ranks)
+        env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
+        model = args.make(env, seed=seed, device=ranks.device)
+    check_same_updates(model, ranks)
+    train(model, args.total_timesteps, run_dir, args.save_model, args.torch_threads, args.checkpoint_every, resumed)
+    close_ranks()
     return model
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 from stable_baselines3.common.callbacks import BaseCallback
 from torch.utils.tensorboard import SummaryWriter
+
+from glam_experiments.distributed import current_ranks
 
 #: SB3 logger keys and the CleanRL tags they are written under.
 LOSS_TAGS = {
@@ -37,30 +40,62 @@ class CleanRLLogger(BaseCallback):
     Episodes are read from the env's infos: ``info["episode"]`` (SB3's Monitor) for the
     return and length, ``info["success"]`` (BabyAI-Text) for success.
 
+    Under ``torchrun`` (:mod:`glam_experiments.distributed`) rank 0 alone writes; steps count
+    the frames of all ranks, each rank's episodes are gathered to rank 0 at the end of
+    every rollout, and ``losses/*`` are rank 0's (the ranks share their gradients, not
+    their minibatches).
+
     :param run_dir: the run's log folder.
     :param window: episodes averaged in ``charts/success_rate``.
+    :param resume_step: continue an interrupted run whose last checkpoint was taken at this
+        (global) step: TensorBoard hides what the killed run logged after it (``purge_step``),
+        ``episodes.csv`` drops those rows, and the success window starts from ``successes``.
+    :param successes: the success window at ``resume_step``.
     """
 
-    def __init__(self, run_dir: str | Path, window: int = 100) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        window: int = 100,
+        resume_step: int | None = None,
+        successes: list[float] | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.window = window
-        self.successes: deque[float] = deque(maxlen=window)
+        self.resume_step = resume_step
+        self.successes: deque[float] = deque(successes or [], maxlen=window)
         self.writer: SummaryWriter | None = None
         self._csv = None
+        self._pending: list[tuple[int, float, int, float]] = []
         self._start = 0.0
         self._start_steps = 0
         self._unhook: Callable[[], None] | None = None
+        self.ranks = current_ranks()
+
+    @property
+    def step(self) -> int:
+        """Frames so far over all ranks (every rank runs the same number)."""
+        return self.num_timesteps * self.ranks.world_size
 
     def _on_training_start(self) -> None:
+        self.ranks = current_ranks()
+        self._start, self._start_steps = time.perf_counter(), self.step
+        if not self.ranks.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(self.run_dir))
-        new = not (self.run_dir / "episodes.csv").exists()
-        self._csv = open(self.run_dir / "episodes.csv", "a", newline="")  # noqa: SIM115 (closed at training end)
+        csv_path = self.run_dir / "episodes.csv"
+        if self.resume_step is not None:
+            # one more than the checkpoint's step: the checkpointed update logged its losses at it
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.resume_step + 1)
+            _drop_rows_after(csv_path, self.resume_step)
+        else:
+            self.writer = SummaryWriter(str(self.run_dir))
+        new = not csv_path.exists()
+        self._csv = open(csv_path, "a", newline="")  # noqa: SIM115 (closed at training end)
         self._rows = csv.writer(self._csv)
         if new:
             self._rows.writerow(EPISODE_FIELDS)
-        self._start, self._start_steps = time.perf_counter(), self.num_timesteps
         self._hook_logger()
 
     def _hook_logger(self) -> None:
@@ -78,7 +113,7 @@ class CleanRLLogger(BaseCallback):
         def record(key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
             original(key, value, exclude)
             if key in LOSS_TAGS and self.writer is not None:
-                self.writer.add_scalar(LOSS_TAGS[key], float(value), self.num_timesteps)
+                self.writer.add_scalar(LOSS_TAGS[key], float(value), self.step)
 
         def unhook() -> None:
             if had_own:
@@ -90,27 +125,44 @@ class CleanRLLogger(BaseCallback):
         self._unhook = unhook
 
     def _on_step(self) -> bool:
-        assert self.writer is not None
         dones = np.asarray(self.locals.get("dones", []))
         for done, info in zip(dones, self.locals.get("infos", []), strict=False):
-            if not done:
-                continue
-            success = float(info.get("success", False))
-            self.successes.append(success)
-            episode = info.get("episode", {})
-            ret, length = float(episode.get("r", np.nan)), int(episode.get("l", -1))
-            self.writer.add_scalar("charts/episodic_return", ret, self.num_timesteps)
-            self.writer.add_scalar("charts/episodic_length", length, self.num_timesteps)
-            self.writer.add_scalar("charts/episodic_success", success, self.num_timesteps)
-            self.writer.add_scalar("charts/success_rate", np.mean(self.successes), self.num_timesteps)
-            self._rows.writerow((self.num_timesteps, ret, length, int(success)))
+            if done:
+                episode = info.get("episode", {})
+                ret, length = float(episode.get("r", np.nan)), int(episode.get("l", -1))
+                self._pending.append((self.step, ret, length, float(info.get("success", False))))
+        if self.ranks.world_size == 1:
+            self._write_pending([self._pending])
         return True
 
+    def _write_pending(self, per_rank: list[list[tuple[int, float, int, float]]]) -> None:
+        self._pending = []
+        if self.writer is None:
+            return
+        for step, ret, length, success in sorted(e for episodes in per_rank for e in episodes):
+            self.successes.append(success)
+            self.writer.add_scalar("charts/episodic_return", ret, step)
+            self.writer.add_scalar("charts/episodic_length", length, step)
+            self.writer.add_scalar("charts/episodic_success", success, step)
+            self.writer.add_scalar("charts/success_rate", np.mean(self.successes), step)
+            self._rows.writerow((step, ret, length, int(success)))
+
     def _on_rollout_end(self) -> None:
-        assert self.writer is not None
+        if self.ranks.world_size > 1:
+            gathered: list[Any] | None = [None] * self.ranks.world_size if self.ranks.is_main else None
+            dist.gather_object(self._pending, gathered, dst=0)
+            self._write_pending(gathered or [])
+        if self.writer is None:
+            return
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
-            self.writer.add_scalar("charts/SPS", (self.num_timesteps - self._start_steps) / elapsed, self.num_timesteps)
+            self.writer.add_scalar("charts/SPS", (self.step - self._start_steps) / elapsed, self.step)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is logged so far to disk (a live TensorBoard sees it; a killed run keeps it)."""
+        if self.writer is not None:
+            self.writer.flush()
         if self._csv is not None:
             self._csv.flush()
 
@@ -122,3 +174,14 @@ class CleanRLLogger(BaseCallback):
             self.writer.close()
         if self._csv is not None:
             self._csv.close()
+
+
+def _drop_rows_after(csv_path: Path, step: int) -> None:
+    """Keep the episodes of ``csv_path`` that ended at or before ``step``."""
+    if not csv_path.exists():
+        return
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)

@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from babyai_text import decode_batch
 from babyai_text.observation import TEXT_KEYS
 from babyai_text.prompt import PromptTemplate
+from llm_policy.distributed import RankSync, multi_rank
 from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
 from llm_policy.models import DEFAULT_MODEL, load_language_model
@@ -240,6 +241,8 @@ class LLMPolicy(ActorCriticPolicy):
             scale = 1.0 if self.lm_learning_rate is None or base_lr <= 0 else self.lm_learning_rate / base_lr
             groups.append({"params": lm_params, LR_SCALE: scale})
         self.optimizer = with_group_lr_scales(self.optimizer_class)(groups, lr=base_lr, **self.optimizer_kwargs)
+        # under torchrun every rank trains the same policy: see llm_policy.distributed
+        self.rank_sync = RankSync(self) if multi_rank() else None
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # Pickled (torch.save(policy), deepcopy) as what SB3's policy.save keeps — constructor
@@ -313,6 +316,8 @@ class LLMPolicy(ActorCriticPolicy):
 
     def score(self, obs: PyTorchObs, with_actions: bool = True) -> Scores:
         """Action scores (``(batch, n)`` fp32, or ``None``) and value-head inputs for ``obs``."""
+        if self.rank_sync is not None:
+            self.rank_sync.ensure_broadcast()
         prompts, candidates = self.prompts(obs)
         cands = candidates if with_actions else None
         recompute = self.micro_batch_size is not None and torch.is_grad_enabled()
@@ -328,6 +333,11 @@ class LLMPolicy(ActorCriticPolicy):
         return Scores(scores=torch.cat(scores) if with_actions else None, hidden=torch.cat(hidden))
 
     # --- SB3 API ------------------------------------------------------------------------
+
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)
+        if mode and self.rank_sync is not None:
+            self.rank_sync.next_update()  # SB3's train() starts here on every rank
 
     def _distribution(self, scores: torch.Tensor) -> CategoricalDistribution:
         return self.action_dist.proba_distribution(action_logits=scores.float())
