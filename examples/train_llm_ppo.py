@@ -26,7 +26,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.configs import LLMPPOConfig
-from glam_experiments.distributed import broadcast_object, check_same_updates, close_ranks, init_ranks, rank_seed
+from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import run_name, train
 
@@ -72,7 +72,6 @@ def main(args: Args) -> PPO:
         run_dir = args.run_dir / broadcast_object(name, ranks)
         env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
         model = args.make(env, seed=seed, device=ranks.device)
-    check_same_updates(model, ranks)
     train(model, args.total_timesteps, run_dir, args.save_model, args.torch_threads, args.checkpoint_every, resumed)
     close_ranks()
     return model

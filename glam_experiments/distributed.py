@@ -76,8 +76,18 @@ def init_ranks(device: str = "auto") -> Ranks:
 
 
 def current_ranks() -> Ranks:
-    """This process's :class:`Ranks` after :func:`init_ranks` (a single CPU process before it)."""
+    """This process's :class:`Ranks` after :func:`init_ranks` (a single CPU process before it).
+
+    :raises RuntimeError: in a process ``torchrun`` started with others that has not joined
+        them: it would train alone, as if it were the only one.
+    """
     if not (dist.is_available() and dist.is_initialized()):
+        if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+            raise RuntimeError(
+                f"this process is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} started by torchrun but has "
+                "not joined the others: call glam_experiments.distributed.init_ranks() first (only "
+                "examples/train_llm_ppo.py trains over several processes), or run the script without torchrun"
+            )
         return Ranks()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     return Ranks(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
@@ -109,6 +119,11 @@ def check_same_updates(model: OnPolicyAlgorithm, ranks: Ranks) -> None:
     """
     if ranks.world_size == 1:
         return
+    if getattr(model.policy, "rank_sync", None) is None:
+        raise ValueError(
+            f"{type(model.policy).__name__} does not keep its copies on the ranks identical; over several processes "
+            "only llm_policy.LLMPolicy trains one policy. Run this agent in a single process"
+        )
     if getattr(model, "target_kl", None) is not None:
         raise ValueError(
             f"target_kl={model.target_kl} cannot be used over several processes: each rank would decide on its own "

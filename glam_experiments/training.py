@@ -12,7 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from glam_experiments.callbacks import CleanRLLogger
 from glam_experiments.checkpoints import Checkpointer, TrainingState
-from glam_experiments.distributed import current_ranks
+from glam_experiments.distributed import check_same_updates, current_ranks
 
 
 def run_name(env_id: str, algo: str, seed: int) -> str:
@@ -46,6 +46,7 @@ def train(
     :return: ``run_dir``.
     """
     ranks = current_ranks()
+    check_same_updates(model, ranks)
     if torch_threads:
         torch.set_num_threads(torch_threads)
     done = resumed.frames if resumed is not None else 0

@@ -97,6 +97,13 @@ def test_target_kl_is_refused_over_ranks(tiny_llama: str, tmp_path: Path) -> Non
     assert "target_kl=0.01 cannot be used over several processes" in done.stderr
 
 
+def test_script_that_does_not_join_the_ranks_is_refused() -> None:
+    script = str(ROOT / "examples" / "train_symbolic_ppo.py")
+    done = torchrun([script, "--total-timesteps", "16", "--n-envs", "1", "--n-steps", "16", "--run-dir", "/tmp/unused"])
+    assert done.returncode != 0
+    assert "started by torchrun but has not joined the others" in done.stderr
+
+
 def test_single_process_is_unchanged(tiny_llama: str) -> None:
     assert not dist.is_initialized()
     model = CONFIG.make(make_text_vec_env(ENV_ID, N_ENVS, SEED), seed=SEED, target_kl=0.01)
