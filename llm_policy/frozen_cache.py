@@ -246,7 +246,10 @@ class FrozenBlockCache:
             out = block(hidden, *args, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
         hidden = self.norm(hidden)
+        # under a device_map the top blocks end on another device than the embeddings: answer
+        # on the input's device, as the model's own (hooked) forward does
         if keep is None:
-            return None, hidden
+            return None, hidden.to(input_ids.device)
         rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-        return self.head(hidden[rows, keep]), hidden
+        logits = self.head(hidden[rows, keep.to(hidden.device)])
+        return logits.to(input_ids.device), hidden.to(input_ids.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from babyai_text.prompt import PromptTemplate
 from llm_policy.distributed import RankSync, multi_rank
 from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
-from llm_policy.models import DEFAULT_MODEL, load_language_model
+from llm_policy.models import DEFAULT_MODEL, DeviceMap, MaxMemory, check_placement, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, Normalization, Scores, Strategy
 
@@ -84,6 +84,14 @@ class LLMPolicy(ActorCriticPolicy):
     :param gradient_checkpointing: HF per-block gradient checkpointing of the LM.
     :param autocast: run the LM under bf16 autocast (``"auto"``: on CUDA only); weights,
         values and log-probabilities stay fp32.
+    :param device_map: spread a model too large for one device over several
+        (``"auto"``, a dict module name -> device, or one device); transformers places the
+        weights at load time and the LM then stays there: ``policy.to(device)`` (as PPO
+        does) moves only the value head, which defines :attr:`device`.  ``None``: the whole
+        policy follows ``.to``.  Offloading to CPU RAM or disk is refused.  See
+        ``docs/large_models.md``.
+    :param max_memory: with a planned ``device_map`` (``"auto"``...), the memory each device
+        may give the weights, e.g. ``{0: "30GiB", 1: "30GiB"}``.
     :param ortho_init: must stay ``False``: orthogonal init would overwrite the LM's weights.
     :param share_features_extractor: must stay ``True``: actor and critic share one LM.
     """
@@ -110,6 +118,8 @@ class LLMPolicy(ActorCriticPolicy):
         micro_batch_size: int | None = None,
         gradient_checkpointing: bool = False,
         autocast: bool | str = "auto",
+        device_map: DeviceMap | None = None,
+        max_memory: MaxMemory | None = None,
         ortho_init: bool = False,
         share_features_extractor: bool = True,
         use_sde: bool = False,
@@ -143,6 +153,7 @@ class LLMPolicy(ActorCriticPolicy):
             raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
         if autocast not in (True, False, "auto"):
             raise ValueError(f"autocast must be True, False or 'auto', got {autocast!r}")
+        check_placement(device_map, max_memory, pretrained)
         # everything checkable is checked before the language model loads (seconds to minutes)
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {finetune!r}")
@@ -181,6 +192,8 @@ class LLMPolicy(ActorCriticPolicy):
         self.micro_batch_size = micro_batch_size
         self.gradient_checkpointing = gradient_checkpointing
         self.autocast = autocast
+        self.device_map = device_map
+        self.max_memory = max_memory
         super().__init__(
             observation_space,
             action_space,
@@ -193,11 +206,16 @@ class LLMPolicy(ActorCriticPolicy):
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
         )
+        if device_map is not None:
+            # used on its own (no PPO to call .to), the policy answers where the LM's outputs arrive
+            self.value_net.to(self._lm_device())
 
     # --- construction -------------------------------------------------------------------
 
     def _build(self, lr_schedule: Schedule) -> None:
-        loaded = load_language_model(self.model_name, pretrained=self.pretrained)
+        loaded = load_language_model(
+            self.model_name, pretrained=self.pretrained, device_map=self.device_map, max_memory=self.max_memory
+        )
         hf_model = loaded.model
         disable_dropout(hf_model)
         if self.gradient_checkpointing:
@@ -280,8 +298,33 @@ class LLMPolicy(ActorCriticPolicy):
             micro_batch_size=self.micro_batch_size,
             gradient_checkpointing=self.gradient_checkpointing,
             autocast=self.autocast,
+            device_map=self.device_map,
+            max_memory=self.max_memory,
         )
         return data
+
+    # --- devices ------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where observations, values and log-probabilities live: the value head's device
+        (PPO's, after its ``policy.to``).  With ``device_map`` the LM spans its own devices."""
+        return next(self.value_net.parameters()).device
+
+    def _lm_device(self) -> torch.device:
+        """The device of the LM's input embeddings, where token ids go."""
+        return self.scorer.model.get_input_embeddings().weight.device
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> LLMPolicy:
+        # .to/.cuda/.cpu/.float all come here.  With device_map the LM keeps the placement
+        # transformers gave it: moving it onto one device would undo the split (or not fit),
+        # and accelerate's hooks would then send activations to devices that lost their weights.
+        if self.device_map is None or not recurse:
+            return super()._apply(fn, recurse)
+        for module in self.children():
+            if module is not self.lm:
+                module._apply(fn)
+        return super()._apply(fn, recurse=False)
 
     # --- text ---------------------------------------------------------------------------
 
@@ -299,15 +342,18 @@ class LLMPolicy(ActorCriticPolicy):
         return [self.prompt_template.render(t) for t in texts], [self.prompt_template.candidates(t) for t in texts]
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        use = self.autocast is True or (self.autocast == "auto" and self.device.type == "cuda")
+        lm_device = self._lm_device()
+        use = self.autocast is True or (self.autocast == "auto" and lm_device.type == "cuda")
         if not use:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=lm_device.type, dtype=torch.bfloat16)
 
     def _run(self, prompts: list[str], candidates: list[list[str]] | None) -> tuple[torch.Tensor | None, torch.Tensor]:
         with self._autocast():
             out = self.scorer.score(prompts, candidates)
-        return out.scores, out.hidden
+        # with device_map the LM answers on its own devices; PPO's tensors are on the value head's
+        device = self.device
+        return (out.scores.to(device) if out.scores is not None else None), out.hidden.to(device)
 
     def _chunks(self, n: int) -> Iterator[slice]:
         size = self.micro_batch_size or n

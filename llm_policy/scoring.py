@@ -9,6 +9,9 @@ from it:
   its candidates form one sequence whose 4-D attention mask lets each candidate see the
   prompt and its own earlier tokens only, so one forward scores all candidates;
   prompts are batched in buckets of similar length so that little padding is computed;
+  the token prefix common to all prompts of a batch (GLAM's action list, and the goal
+  line where every prompt repeats it) runs **once** for the batch, and each row attends
+  to its keys/values (see :meth:`ActionScorer.shared_prefix_length`);
 - decoder-only models, ``strategy="cache"``: the prompt's keys/values are cached and
   repeated for the candidates, which run in a second, batched forward (for models
   whose attention does not accept a custom 4-D mask);
@@ -27,13 +30,15 @@ prefix one another, so the EOS term would only add the same kind of bias to all.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES, FrozenBlockCache
@@ -44,6 +49,11 @@ Normalization = Literal["sum", "token", "word"]
 NORMALIZATIONS: tuple[str, ...] = ("sum", "token", "word")
 Strategy = Literal["packed", "cache"]
 STRATEGIES: tuple[str, ...] = ("packed", "cache")
+
+#: Shortest prefix common to a batch's prompts that is run once for the batch.  Sharing
+#: costs one extra forward (of the prefix alone) and a copy of its keys/values per row;
+#: GLAM's action line alone is 21-27 tokens with the usual tokenizers.
+MIN_SHARED_PREFIX = 16
 
 
 class PromptTooLongError(ValueError):
@@ -88,6 +98,30 @@ class _Packed:
     gather: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+@dataclass
+class _Bucket:
+    """A packed forward's results for one bucket of prompts."""
+
+    # (rows, kept, vocab) logits at the kept positions, or (rows, kept, hidden) final hidden
+    # states there when the output layer runs once for all buckets
+    kept: torch.Tensor
+    hidden: torch.Tensor  # (rows, hidden) fp32 value-head input
+    layout: _Packed
+    num_cands: int
+    longest: int  # tokens of the longest candidate
+
+
+@dataclass
+class _Prefix:
+    """The first ``length`` tokens of every prompt of a batch, run through the model once (on first use)."""
+
+    length: int
+    # per layer: (1, kv_heads, length, head_dim) keys and values
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    # (length, hidden) input of the first trained block, for the frozen-block cache
+    lower: torch.Tensor | None = None
+
+
 class ActionScorer:
     """Scores candidate continuations of prompts with a causal or encoder-decoder LM.
 
@@ -100,6 +134,10 @@ class ActionScorer:
     :param max_padding: prompts are batched together only while padding adds at most this
         fraction of computed tokens (0 = one forward per prompt length; 1 = one batch).
     :param model_name: named in errors.
+    :param min_shared_prefix: run the token prefix common to a batch's prompts once when it
+        is at least this many tokens (``None``: never); ``"packed"`` decoder-only models
+        only, and only those for which a probe at construction shows it exact
+        (``sharing_disabled_reason`` says why not).
     """
 
     def __init__(
@@ -112,6 +150,7 @@ class ActionScorer:
         strategy: Strategy = "packed",
         max_padding: float = 0.1,
         model_name: str = "",
+        min_shared_prefix: int | None = MIN_SHARED_PREFIX,
     ) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -119,6 +158,8 @@ class ActionScorer:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if max_padding < 0:
             raise ValueError(f"max_padding must be >= 0, got {max_padding}")
+        if min_shared_prefix is not None and min_shared_prefix < 1:
+            raise ValueError(f"min_shared_prefix must be None or >= 1, got {min_shared_prefix}")
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
         eos = tokenizer.eos_token_id
@@ -138,6 +179,11 @@ class ActionScorer:
         self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
         self.tokens = ActionTokenizer(tokenizer, kind, eos_id=eos if score_eos else None, model_name=model_name)
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._base = getattr(model, "base_model", model)
+        self.head = model.get_output_embeddings()
+        self.separate_head = self._head_runs_separately()
+        self.min_shared_prefix = min_shared_prefix
+        self.sharing_disabled_reason = self._sharing_unsupported_reason()
 
     # --- tokenization -------------------------------------------------------------------
 
@@ -186,10 +232,18 @@ class ActionScorer:
             return Scores(scores=None, hidden=self._prompt_hidden(prompt_ids))
         if self.strategy == "cache":
             return self._score_causal(prompt_ids, flat, [c for row in cand_ids for c in row])
+        shared = self.shared_prefix_length(prompt_ids)
+        prefix = _Prefix(shared) if shared else None
         groups = self._buckets(
-            [len(p) + sum(len(c) - 1 for c in cs) for p, cs in zip(prompt_ids, cand_ids, strict=True)]
+            [len(p) - shared + sum(len(c) - 1 for c in cs) for p, cs in zip(prompt_ids, cand_ids, strict=True)]
         )
-        parts = [self._score_packed([prompt_ids[i] for i in g], [cand_ids[i] for i in g]) for g in groups]
+        if prefix is not None:
+            # a prompt alone in its bucket gains nothing from sharing, and its forward yields the
+            # prefix's keys/values: run first, it spares the prefix a forward of its own
+            groups.sort(key=len)
+        parts = self._packed_scores(
+            [self._run_packed([prompt_ids[i] for i in g], [cand_ids[i] for i in g], prefix) for g in groups]
+        )
         order = np.array([i for g in groups for i in g])
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
@@ -199,6 +253,98 @@ class ActionScorer:
         lengths = torch.tensor([len(c) for row in cand_ids for c in row], device=scores.device)
         scores = scores / self._normalizer(flat, lengths).view(len(prompts), num_actions)
         return Scores(scores=scores, hidden=torch.cat([p.hidden for p in parts])[index])
+
+    def shared_prefix_length(self, prompt_ids: list[list[int]]) -> int:
+        """Tokens at the start of every prompt that run once for the batch (0: none).
+
+        The prefix is compared on token ids, so it is shared only where it is the same
+        tokens in every prompt.  It stops before each prompt's last token, whose logits
+        predict the actions' first tokens.
+
+        :param prompt_ids: the batch's prompts, as token ids.
+        """
+        if self.sharing_disabled_reason is not None or self.min_shared_prefix is None or len(prompt_ids) < 2:
+            return 0
+        # HF's checkpointed blocks drop past_key_values while training, so rows could not see the prefix
+        if self.model.training and any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
+            return 0
+        first = prompt_ids[0]
+        length = min(len(ids) for ids in prompt_ids) - 1
+        for ids in prompt_ids[1:]:
+            same = 0
+            while same < length and ids[same] == first[same]:
+                same += 1
+            length = same
+        return length if length >= self.min_shared_prefix else 0
+
+    def _head_runs_separately(self) -> bool:
+        """Whether the packed buckets' logits can come from one call of the output layer.
+
+        On a CPU each call reads the layer's whole weight (the vocabulary), so one call for
+        all buckets saves a read per bucket.  That needs the model's logits to be the output
+        layer applied to its final hidden states (no scaling or capping after it): checked
+        on a probe input.
+        """
+        if self.kind != "causal" or self.strategy != "packed" or self.head is None:
+            return False
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        ids = torch.randint(0, vocab, (2, 8), generator=torch.Generator().manual_seed(0)).to(self._device())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(input_ids=ids, output_hidden_states=True)
+                logits = self.head(out.hidden_states[-1]).to(out.logits.device)
+        except Exception:
+            return False
+        finally:
+            self.model.train(was_training)
+        return torch.allclose(out.logits.float(), logits.float(), atol=1e-5, rtol=1e-5)
+
+    def _sharing_unsupported_reason(self) -> str | None:
+        if self.kind != "causal":
+            return "an encoder-decoder model's encoder reads the whole prompt in both directions"
+        if self.strategy != "packed":
+            return f"the {self.strategy!r} strategy"
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        layer_types = getattr(config, "layer_types", None) or ["full_attention"]
+        if set(layer_types) != {"full_attention"} or getattr(config, "sliding_window", None) is not None:
+            # a sliding-window layer's cache keeps only its window of the prefix
+            return f"{type(self.model).__name__} has sliding-window or other non-full attention layers"
+        return self._probe_sharing()
+
+    def _probe_sharing(self) -> str | None:
+        """Compare unshared scoring of two random prompts with a common start with both ways of sharing it:
+        the prefix run alone, and the prefix taken from the forward of a prompt alone in its bucket."""
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        tokens = torch.randint(0, vocab, (24,), generator=torch.Generator().manual_seed(0)).tolist()
+        prompts = [tokens[:12], tokens[:6] + tokens[12:21]]
+        cands = [[tokens[21:23], tokens[23:]], [tokens[23:], tokens[20:23]]]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                plain, alone = self._packed_scores(
+                    [self._run_packed(prompts, cands, None), self._run_packed(prompts, cands, _Prefix(6))]
+                )
+                provided = _Prefix(6)
+                parts = self._packed_scores(
+                    [self._run_packed(prompts[i : i + 1], cands[i : i + 1], provided) for i in range(2)]
+                )
+        except Exception as err:
+            return f"{type(self.model).__name__} cannot attend to a shared prefix ({type(err).__name__}: {err})"
+        finally:
+            self.model.train(was_training)
+        # a wrong position or mask changes log-probabilities by far more than rounding does
+        atol = 1e-4 if self.model.get_input_embeddings().weight.dtype in (torch.float32, torch.float64) else 5e-2
+        for shared in (alone, Scores(torch.cat([p.scores for p in parts]), torch.cat([p.hidden for p in parts]))):
+            if not (
+                torch.allclose(plain.scores, shared.scores, atol=atol, rtol=0)
+                and torch.allclose(plain.hidden, shared.hidden, atol=atol, rtol=1e-3)
+            ):
+                return f"{type(self.model).__name__} with a shared prefix does not reproduce its scores"
+        return None
 
     def cache_lower_blocks(
         self, blocks: torch.nn.ModuleList, trained: int, max_bytes: int = DEFAULT_CACHE_BYTES
@@ -255,7 +401,10 @@ class ActionScorer:
         positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
         out = base(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
         last = mask.sum(-1) - 1
-        return out.last_hidden_state[torch.arange(len(prompt_ids), device=ids.device), last].float()
+        # under a device_map the base model answers on its last block's device (only the whole model's hook
+        # brings outputs back to the input's)
+        hidden = out.last_hidden_state.to(ids.device)
+        return hidden[torch.arange(len(prompt_ids), device=ids.device), last].float()
 
     def _score_causal(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
         num_prompts = len(prompt_ids)
@@ -338,33 +487,114 @@ class ActionScorer:
         last = np.array([len(p) - 1 for p in prompt_ids], dtype=np.int64)
         return _Packed(ids, seg_a, pos_a, keep_a, last, [len(r) for r in rows], gather)  # type: ignore[arg-type]
 
-    def _score_packed(self, prompt_ids: list[list[int]], cand_ids: list[list[list[int]]]) -> Scores:
+    def _packed_mask(self, segments: torch.Tensor, shared: int) -> torch.Tensor:
+        """Additive ``(rows, 1, width, shared + width)`` mask of packed rows after ``shared`` prefix columns.
+
+        A prompt token sees the prefix and the prompt up to itself, a candidate token the
+        prefix, the prompt and its own earlier tokens; padding sees only itself (and the
+        prefix), so no row of the softmax is empty.
+        """
+        rows, width = segments.shape
+        device = segments.device
+        column = torch.arange(width, device=device)
+        causal = column[:, None] >= column[None, :]
+        query, key = segments[:, :, None], segments[:, None, :]
+        allowed = causal & ((key == 0) | (key == query)) & (query >= 0)
+        allowed |= torch.eye(width, dtype=torch.bool, device=device) & (query < 0)
+        if shared:
+            allowed = torch.cat([allowed.new_ones((rows, width, shared)), allowed], dim=-1)
+        dtype = self.model.get_input_embeddings().weight.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        return mask[:, None]
+
+    @contextlib.contextmanager
+    def _lower_outputs(self) -> Iterator[list[torch.Tensor]]:
+        """The inputs of the first trained block in the forwards run inside (when lower blocks are cached)."""
+        seen: list[torch.Tensor] = []
+        cache = self.lower_cache
+        if cache is None:
+            yield seen
+            return
+
+        def hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            seen.append((args[0] if args else kwargs["hidden_states"]).detach())
+
+        handle = cache.blocks[cache.split].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield seen
+        finally:
+            handle.remove()
+
+    @staticmethod
+    def _keep_prefix(prefix: _Prefix, past: DynamicCache, lower: list[torch.Tensor]) -> None:
+        """Keep the prefix's keys/values (and input of the first trained block) from a forward whose first row starts
+        with it."""
+        n = prefix.length
+        prefix.kv = [(layer.keys[:1, :, :n], layer.values[:1, :, :n]) for layer in past.layers]
+        prefix.lower = lower[0][0, :n] if lower else None
+
+    def _run_shared(
+        self, ids: torch.Tensor, segments: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor, prefix: _Prefix
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Packed rows whose first ``prefix.length`` tokens are the same: outputs at ``keep`` (see :meth:`_forward`),
+        final hidden states and (with the frozen-block cache) the input of the first trained block, after the prefix.
+
+        The prefix runs once (batch 1) and every row attends to its keys/values, expanded
+        over the batch (a view: autograd sums the rows' gradients into the one prefix).
+        """
+        shared = prefix.length
+        # one embedding lookup of the whole rows, as the unshared forward does; the prefix is row 0's start
+        embeds = self.model.get_input_embeddings()(ids)
+        if not prefix.kv:
+            with self._lower_outputs() as lower:
+                out = self._base(inputs_embeds=embeds[:1, :shared], position_ids=positions[:1, :shared], use_cache=True)
+            self._keep_prefix(prefix, out.past_key_values, lower)
+        rows = ids.shape[0]
+        past = DynamicCache(
+            ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix.kv]
+        )
+        with self._lower_outputs() as lower:
+            kept, final, _ = self._forward(
+                keep - shared,
+                inputs_embeds=embeds[:, shared:],
+                attention_mask=self._packed_mask(segments[:, shared:], shared),
+                position_ids=positions[:, shared:],
+                past_key_values=past,
+                use_cache=True,
+            )
+        return kept, final, lower[0] if lower else None
+
+    def _forward(self, keep: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor, DynamicCache | None]:
+        """Run packed rows: their outputs at ``keep`` — logits, or final hidden states when the output layer runs
+        once for all buckets (:attr:`separate_head`) —, their final hidden states and the model's cache."""
+        if self.separate_head:
+            out = self._base(**inputs)
+            # under a device_map the base model answers on its last block's device
+            final = out.last_hidden_state.to(keep.device)
+            return torch.take_along_dim(final, keep[:, :, None], dim=1), final, out.past_key_values
+        keep_arg = {"logits_to_keep": keep} if self._keeps_logits else {}
+        out = self.model(**inputs, output_hidden_states=True, **keep_arg)
+        logits = out.logits
+        if not keep_arg:
+            logits = logits.gather(1, keep[:, :, None].expand(-1, -1, logits.shape[-1]))
+        return logits, out.hidden_states[-1], out.past_key_values
+
+    def _run_packed(
+        self, prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], prefix: _Prefix | None
+    ) -> _Bucket:
         """Prompts with all their candidates in one forward, under a 4-D attention mask.
 
-        Returns summed (unnormalised) scores.
+        :param prefix: tokens at the start of every prompt run once for the whole batch, or ``None``.
+            A bucket of one prompt runs unshared and, if the prefix has not run yet, provides it.
         """
         device = self._device()
         layout = self._layout(prompt_ids, cand_ids, self.pad_id)
         ids = torch.from_numpy(layout.ids).to(device, non_blocking=True)
         seg = torch.from_numpy(layout.segments).to(device, non_blocking=True)
-        width = ids.shape[1]
-        column = torch.arange(width, device=device)
-        causal = column[:, None] >= column[None, :]
-        query, key = seg[:, :, None], seg[:, None, :]
-        # a prompt token sees the prompt up to itself, a candidate token the prompt and its own
-        # earlier tokens; padding sees only itself (so no row of the softmax is empty)
-        allowed = causal & ((key == 0) | (key == query)) & (query >= 0)
-        allowed |= torch.eye(width, dtype=torch.bool, device=device) & (query < 0)
-        dtype = self.model.get_input_embeddings().weight.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        positions = torch.from_numpy(layout.positions).to(device, non_blocking=True)
         keep = torch.from_numpy(layout.keep).to(device, non_blocking=True)
-        inputs = {
-            "attention_mask": mask[:, None],
-            "position_ids": torch.from_numpy(layout.positions).to(device, non_blocking=True),
-            "output_hidden_states": True,
-            "use_cache": False,
-        }
         cache = self.lower_cache
+        # keyed by whole rows, whether or not their prefix was shared when they were recorded
         keys = (
             [
                 (tuple(r[:n]), len(p), tuple(len(c) for c in cs))
@@ -373,33 +603,67 @@ class ActionScorer:
             if cache is not None
             else []
         )
+        shared = 0
         if cache is not None and cache.has_all(keys):
-            logits, final = cache.run_upper(ids, keys, inputs, keep)
+            inputs = {
+                "attention_mask": self._packed_mask(seg, 0),
+                "position_ids": positions,
+                "output_hidden_states": True,
+                "use_cache": False,
+            }
+            kept, final = cache.run_upper(ids, keys, inputs, None if self.separate_head else keep)
+            if self.separate_head:
+                kept = torch.take_along_dim(final, keep[:, :, None], dim=1)
+        elif prefix is not None and (prefix.kv or len(prompt_ids) > 1):
+            shared = prefix.length
+            kept, final, lower = self._run_shared(ids, seg, positions, keep, prefix)
+            if cache is not None and lower is not None and prefix.lower is not None:
+                for key, length, row in zip(keys, layout.lengths, lower, strict=True):
+                    cache._store(key, torch.cat([prefix.lower, row[: length - shared]]))
         else:
-            keep_arg = {"logits_to_keep": keep} if self._keeps_logits else {}
-            if cache is not None:
-                with cache.capture(keys, layout.lengths):
-                    out = self.model(input_ids=ids, **inputs, **keep_arg)
-            else:
-                out = self.model(input_ids=ids, **inputs, **keep_arg)
-            final = out.hidden_states[-1]
-            logits = out.logits
-            if not keep_arg:
-                logits = logits.gather(1, keep[:, :, None].expand(-1, -1, logits.shape[-1]))
+            provides = prefix is not None
+            inputs = {
+                "input_ids": ids,
+                "attention_mask": self._packed_mask(seg, 0),
+                "position_ids": positions,
+                "use_cache": provides,
+            }
+            with (
+                self._lower_outputs() as lower,
+                cache.capture(keys, layout.lengths) if cache is not None else contextlib.nullcontext(),
+            ):
+                kept, final, past = self._forward(keep, **inputs)
+            if provides:
+                self._keep_prefix(prefix, past, lower)
         rows = torch.arange(len(prompt_ids), device=device)
-        hidden = final[rows, torch.from_numpy(layout.last).to(device)].float()
-        logps = logits.float().log_softmax(-1)  # (rows, kept positions, vocab)
-        g_row, g_kept, g_cand, g_slot, g_token = (torch.from_numpy(x).to(device) for x in layout.gather)
-        num_cands = sum(len(cs) for cs in cand_ids)
-        longest = max(len(c) for cs in cand_ids for c in cs)
-        token_logps = torch.zeros((num_cands, longest), dtype=torch.float32, device=device)
-        token_logps[g_cand, g_slot] = logps[g_row, g_kept, g_token]
-        return Scores(scores=token_logps.sum(-1).view(len(prompt_ids), -1), hidden=hidden)
+        hidden = final[rows, torch.from_numpy(layout.last - shared).to(device)].float()
+        return _Bucket(
+            kept, hidden, layout, sum(len(cs) for cs in cand_ids), max(len(c) for cs in cand_ids for c in cs)
+        )
+
+    def _packed_scores(self, buckets: list[_Bucket]) -> list[Scores]:
+        """Summed (unnormalised) scores and value-head inputs of each bucket."""
+        device = self._device()
+        kept = [b.kept for b in buckets]
+        if self.separate_head:
+            sizes = [k.shape[0] * k.shape[1] for k in kept]
+            logits = self.head(torch.cat([k.flatten(0, 1) for k in kept])).to(device)
+            kept = [part.view(*k.shape[:2], -1) for part, k in zip(logits.split(sizes), kept, strict=True)]
+        out = []
+        for bucket, logits in zip(buckets, kept, strict=True):
+            logps = logits.float().log_softmax(-1)  # (rows, kept positions, vocab)
+            g_row, g_kept, g_cand, g_slot, g_token = (torch.from_numpy(x).to(device) for x in bucket.layout.gather)
+            token_logps = torch.zeros((bucket.num_cands, bucket.longest), dtype=torch.float32, device=device)
+            token_logps[g_cand, g_slot] = logps[g_row, g_kept, g_token]
+            out.append(Scores(scores=token_logps.sum(-1).view(len(bucket.hidden), -1), hidden=bucket.hidden))
+        return out
 
     def _score_seq2seq(self, prompt_ids: list[list[int]], flat: list[str], cand_ids: list[list[int]]) -> Scores:
         num_prompts = len(prompt_ids)
         ids, mask = self._pad(prompt_ids, left=False)
-        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        # on the ids' device: under a device_map the encoder answers on its last block's, and the whole
+        # model's outputs (logits gathered with the ids-side targets below) follow the encoder output's device
+        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state.to(ids.device)
         start = self.model.config.decoder_start_token_id
         if start is None:
             raise ValueError("the encoder-decoder model's config has no decoder_start_token_id")
