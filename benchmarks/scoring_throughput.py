@@ -5,7 +5,7 @@ after a few steps (≈150-315 tokens with the 3-observation history), 8 envs × 
 CPU.  Ours is the library's default scorer: each prompt runs once with its candidates
 packed after it, and the token prefix common to the batch (the action line and "Goal of
 the agent:") runs once for all envs; it is also timed with that batch prefix not shared
-(``min_shared_prefix=None``).  The naive method concatenates prompt and action for every
+(``min_shared_tokens=None``).  The naive method concatenates prompt and action for every
 candidate and runs the whole model with full logits over the vocabulary (one forward per
 env, its 6 candidates batched).  All must give the same scores.  FLOPs are counted with
 ``torch.utils.flop_counter`` (matrix products; attention is not counted) and set
@@ -102,7 +102,7 @@ def main() -> None:
     prompts, candidates = glam_prompts(args.envs)
     lengths = [len(loaded.tokenizer(p).input_ids) for p in prompts]
     scorer = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind)
-    unshared = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, min_shared_prefix=None)
+    unshared = ActionScorer(loaded.model, loaded.tokenizer, loaded.kind, min_shared_tokens=None)
     prompt_ids = [ids for ids, _ in scorer.tokens.batch(prompts, candidates)]
     methods: dict[str, Callable[[], torch.Tensor]] = {
         "ours (batch prefix shared)": lambda: scorer.score(prompts, candidates).scores,

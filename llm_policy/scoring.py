@@ -50,10 +50,14 @@ NORMALIZATIONS: tuple[str, ...] = ("sum", "token", "word")
 Strategy = Literal["packed", "cache"]
 STRATEGIES: tuple[str, ...] = ("packed", "cache")
 
-#: Shortest prefix common to a batch's prompts that is run once for the batch.  Sharing
-#: costs one extra forward (of the prefix alone) and a copy of its keys/values per row;
-#: GLAM's action line alone is 21-27 tokens with the usual tokenizers.
-MIN_SHARED_PREFIX = 16
+#: Fewest token computations that sharing a batch's common prefix must save, (prompts - 1)
+#: x prefix length, for the prefix to run once.  Where no prompt is alone in its bucket to
+#: provide it, the prefix runs in a forward of its own, which costs on the CPU what 30-40
+#: tokens do in a large forward (a forward reads every weight: one token of SmolLM2-135M
+#: takes 47 ms on the 2-core box of docs/benchmarks.md).  Measured there with GLAM's
+#: 27-token header and prompts in one bucket, sharing is slower for 2 prompts, even for 3,
+#: faster from 4: shared from 3 x 27 = 81 saved tokens, not from 2 x 27 = 54.
+MIN_SHARED_TOKENS = 64
 
 
 class PromptTooLongError(ValueError):
@@ -134,10 +138,10 @@ class ActionScorer:
     :param max_padding: prompts are batched together only while padding adds at most this
         fraction of computed tokens (0 = one forward per prompt length; 1 = one batch).
     :param model_name: named in errors.
-    :param min_shared_prefix: run the token prefix common to a batch's prompts once when it
-        is at least this many tokens (``None``: never); ``"packed"`` decoder-only models
-        only, and only those for which a probe at construction shows it exact
-        (``sharing_disabled_reason`` says why not).
+    :param min_shared_tokens: run the token prefix common to a batch's prompts once when
+        that saves at least this many token computations, (prompts - 1) x prefix length
+        (``None``: never); ``"packed"`` decoder-only models only, and only those for which a
+        probe at construction shows it exact (``sharing_disabled_reason`` says why not).
     """
 
     def __init__(
@@ -150,7 +154,7 @@ class ActionScorer:
         strategy: Strategy = "packed",
         max_padding: float = 0.1,
         model_name: str = "",
-        min_shared_prefix: int | None = MIN_SHARED_PREFIX,
+        min_shared_tokens: int | None = MIN_SHARED_TOKENS,
     ) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -158,8 +162,8 @@ class ActionScorer:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if max_padding < 0:
             raise ValueError(f"max_padding must be >= 0, got {max_padding}")
-        if min_shared_prefix is not None and min_shared_prefix < 1:
-            raise ValueError(f"min_shared_prefix must be None or >= 1, got {min_shared_prefix}")
+        if min_shared_tokens is not None and min_shared_tokens < 1:
+            raise ValueError(f"min_shared_tokens must be None or >= 1, got {min_shared_tokens}")
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
         eos = tokenizer.eos_token_id
@@ -182,7 +186,7 @@ class ActionScorer:
         self._base = getattr(model, "base_model", model)
         self.head = model.get_output_embeddings()
         self.separate_head = self._head_runs_separately()
-        self.min_shared_prefix = min_shared_prefix
+        self.min_shared_tokens = min_shared_tokens
         self.sharing_disabled_reason = self._sharing_unsupported_reason()
 
     # --- tokenization -------------------------------------------------------------------
@@ -259,11 +263,12 @@ class ActionScorer:
 
         The prefix is compared on token ids, so it is shared only where it is the same
         tokens in every prompt.  It stops before each prompt's last token, whose logits
-        predict the actions' first tokens.
+        predict the actions' first tokens.  It is shared only when that saves at least
+        ``min_shared_tokens`` token computations.
 
         :param prompt_ids: the batch's prompts, as token ids.
         """
-        if self.sharing_disabled_reason is not None or self.min_shared_prefix is None or len(prompt_ids) < 2:
+        if self.sharing_disabled_reason is not None or self.min_shared_tokens is None or len(prompt_ids) < 2:
             return 0
         # HF's checkpointed blocks drop past_key_values while training, so rows could not see the prefix
         if self.model.training and any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
@@ -275,7 +280,7 @@ class ActionScorer:
             while same < length and ids[same] == first[same]:
                 same += 1
             length = same
-        return length if length >= self.min_shared_prefix else 0
+        return length if (len(prompt_ids) - 1) * length >= self.min_shared_tokens else 0
 
     def _head_runs_separately(self) -> bool:
         """Whether the packed buckets' logits can come from one call of the output layer.
@@ -539,8 +544,9 @@ class ActionScorer:
         """Packed rows whose first ``prefix.length`` tokens are the same: outputs at ``keep`` (see :meth:`_forward`),
         final hidden states and (with the frozen-block cache) the input of the first trained block, after the prefix.
 
-        The prefix runs once (batch 1) and every row attends to its keys/values, expanded
-        over the batch (a view: autograd sums the rows' gradients into the one prefix).
+        The prefix runs once (batch 1; unless a bucket of one prompt already provided it) and
+        every row attends to its keys/values, expanded over the batch (a view: autograd sums
+        the rows' gradients into the one prefix).
         """
         shared = prefix.length
         # one embedding lookup of the whole rows, as the unshared forward does; the prefix is row 0's start

@@ -20,7 +20,7 @@ from transformers import LlamaForCausalLM, LlamaModel, Qwen2Config, Qwen2ForCaus
 
 from babyai_text import decode_batch
 from llm_policy import ActionScorer, LLMPolicy, PromptTemplate, load_language_model
-from llm_policy.scoring import MIN_SHARED_PREFIX
+from llm_policy.scoring import MIN_SHARED_TOKENS
 from tests import test_model_families
 from tests.conftest import text_batch
 from tests.model_families import CAUSAL_FAMILIES
@@ -40,6 +40,11 @@ from tests.test_scoring import reference_scores
 family_dir = test_model_families.family_dir
 
 
+#: Fewest tokens of GLAM's action line and "Goal of the agent:" in the families' tokenizers (SentencePiece
+#: ones merge "▁up," and "▁toggle\nGoal").
+ACTION_LINE = 19
+
+
 def english_observations() -> dict[str, np.ndarray]:
     """Three observations of different missions and lengths, all with GLAM's English action line."""
     return text_batch("BabyAI-Text-MixedTrain-v0", n=3, steps=3)
@@ -53,14 +58,15 @@ def prompt_ids(policy: LLMPolicy, obs: dict[str, torch.Tensor]) -> list[list[int
 def unshared(policy: LLMPolicy) -> LLMPolicy:
     """The same policy (same weights, same cache) scoring as before prefix sharing: no shared prefix,
     and the output layer inside each bucket's forward."""
-    policy.scorer.min_shared_prefix = None
+    policy.scorer.min_shared_tokens = None
     policy.scorer.separate_head = False
     return policy
 
 
 def shared(policy: LLMPolicy) -> LLMPolicy:
-    """The defaults: the batch's prefix shared, one output-layer call for all buckets (where the model allows)."""
-    policy.scorer.min_shared_prefix = MIN_SHARED_PREFIX
+    """The batch's common prefix shared however short, one output-layer call for all buckets (where the model
+    allows: every causal family)."""
+    policy.scorer.min_shared_tokens = 1
     policy.scorer.separate_head = policy.scorer.kind == "causal"
     return policy
 
@@ -72,13 +78,13 @@ def shared(policy: LLMPolicy) -> LLMPolicy:
 def test_shared_scores_equal_unshared_and_reference(family_dir, family: str, mode: str) -> None:
     path = family_dir(family)
     obs = english_observations()
-    policy = make_policy(path, mode)
+    policy = shared(make_policy(path, mode))
     x = obs_tensor(policy, obs)
     ref = reference(policy, path, obs)
     length = policy.scorer.shared_prefix_length(prompt_ids(policy, x))
     if family in CAUSAL_FAMILIES:
-        # GLAM's action line (and "Goal of the agent:") is long enough in every family's tokens
-        assert policy.scorer.sharing_disabled_reason is None and length >= MIN_SHARED_PREFIX
+        # GLAM's action line and "Goal of the agent:" (19-28 tokens in these families)
+        assert policy.scorer.sharing_disabled_reason is None and length >= ACTION_LINE
         assert policy.scorer.separate_head
     else:
         assert "encoder" in policy.scorer.sharing_disabled_reason and length == 0
@@ -113,9 +119,9 @@ GRADIENT_CASES = [
 @pytest.mark.parametrize(("family", "mode"), GRADIENT_CASES)
 def test_shared_gradients_equal_unshared(family_dir, family: str, mode: str) -> None:
     path = family_dir(family)
-    policy = make_policy(path, mode)
+    policy = shared(make_policy(path, mode))
     x = obs_tensor(policy, english_observations())
-    assert policy.scorer.shared_prefix_length(prompt_ids(policy, x)) >= MIN_SHARED_PREFIX
+    assert policy.scorer.shared_prefix_length(prompt_ids(policy, x)) >= ACTION_LINE
     expected = _gradients(unshared(policy), x)
     if policy.scorer.lower_cache is not None:
         policy.scorer.lower_cache.clear()  # the shared update below records the rows again
@@ -208,7 +214,7 @@ def test_a_batch_sharing_nothing_or_too_little(word_llama) -> None:
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
     check_against_reference(word_llama, scorer, prompts, candidates)
     # a threshold of one token shares BOS alone, and still scores exactly
-    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 1
     check_against_reference(word_llama, scorer, prompts, candidates)
 
@@ -218,7 +224,7 @@ def test_no_common_token_at_all(family_dir) -> None:
     loaded = load_language_model(family_dir("qwen2"))
     first, cands = glam_batch(n=1)
     other, other_cands = glam_batch(n=1, template=PromptTemplate(actions="Actions: {actions}"))
-    scorer = ActionScorer(loaded.model, loaded.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(loaded.model, loaded.tokenizer, "causal", min_shared_tokens=1)
     assert scorer.sharing_disabled_reason is None
     prompts, candidates = first + other, cands + other_cands
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
@@ -231,7 +237,7 @@ def test_no_common_token_at_all(family_dir) -> None:
 
 def test_a_batch_of_one_is_not_shared(word_llama) -> None:
     prompts, candidates = glam_batch(n=1)
-    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
     check_against_reference(word_llama, scorer, prompts, candidates)
 
@@ -239,7 +245,7 @@ def test_a_batch_of_one_is_not_shared(word_llama) -> None:
 def test_identical_prompts_share_all_but_their_last_token(word_llama) -> None:
     prompts, candidates = glam_batch(n=2)
     prompts, candidates = [prompts[0]] * 2 + prompts[1:], [candidates[0]] * 2 + candidates[1:]
-    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     ids = token_ids(scorer, prompts[:2], candidates[:2])
     assert scorer.shared_prefix_length(ids) == len(ids[0]) - 1
     check_against_reference(word_llama, scorer, prompts[:2], candidates[:2])
@@ -247,16 +253,22 @@ def test_identical_prompts_share_all_but_their_last_token(word_llama) -> None:
 
 
 def test_threshold(word_llama) -> None:
-    prompts, candidates = glam_batch(n=2)
+    """Shared from ``min_shared_tokens`` token computations saved: (prompts - 1) x prefix length."""
+    prompts, candidates = glam_batch(n=4)
     ids = token_ids(ActionScorer(word_llama.model, word_llama.tokenizer, "causal"), prompts, candidates)
-    common = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=1).shared_prefix_length(
+    common = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=1).shared_prefix_length(
         ids
     )
-    for threshold, expected in ((common, common), (common + 1, 0)):
-        scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=threshold)
+    assert common > 0
+    for threshold, expected in ((3 * common, common), (3 * common + 1, 0)):
+        scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=threshold)
         assert scorer.shared_prefix_length(ids) == expected
-    with pytest.raises(ValueError, match="min_shared_prefix must be None or >= 1"):
-        ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_prefix=0)
+    # by default GLAM's header is shared by four prompts, not by three
+    assert 2 * common < MIN_SHARED_TOKENS <= 3 * common
+    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal")
+    assert scorer.shared_prefix_length(ids) == common and scorer.shared_prefix_length(ids[:3]) == 0
+    with pytest.raises(ValueError, match="min_shared_tokens must be None or >= 1"):
+        ActionScorer(word_llama.model, word_llama.tokenizer, "causal", min_shared_tokens=0)
 
 
 # --- with the rest of the policy -----------------------------------------------------------
@@ -283,7 +295,7 @@ def test_micro_batches_and_autocast(family_dir) -> None:
 def test_frozen_cache_rows_serve_any_batch(family_dir) -> None:
     """The cache keeps whole rows: what a shared batch recorded is found when the same prompts come
     alone or with other prompts (another shared prefix, or none)."""
-    policy = make_policy(family_dir("gemma"), "top_k-cache")
+    policy = shared(make_policy(family_dir("gemma"), "top_k-cache"))
     obs = english_observations()
     x = obs_tensor(policy, obs)
     cache = policy.scorer.lower_cache
@@ -303,9 +315,9 @@ def test_frozen_cache_rows_serve_any_batch(family_dir) -> None:
 
 def test_t5_and_the_cache_strategy_do_not_share(tiny_t5: str, word_llama) -> None:
     t5 = load_language_model(tiny_t5)
-    scorer = ActionScorer(t5.model, t5.tokenizer, "seq2seq", min_shared_prefix=1)
+    scorer = ActionScorer(t5.model, t5.tokenizer, "seq2seq", min_shared_tokens=1)
     assert "encoder" in scorer.sharing_disabled_reason
-    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", strategy="cache", min_shared_prefix=1)
+    scorer = ActionScorer(word_llama.model, word_llama.tokenizer, "causal", strategy="cache", min_shared_tokens=1)
     assert "'cache' strategy" in scorer.sharing_disabled_reason
     prompts, candidates = glam_batch(n=3)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
@@ -319,7 +331,7 @@ def test_sliding_window_layers_do_not_share(word_llama) -> None:
         num_attention_heads=2, num_key_value_heads=1, use_sliding_window=True, sliding_window=8, max_window_layers=1,
     )  # fmt: skip
     assert len(set(config.layer_types)) > 1
-    scorer = ActionScorer(Qwen2ForCausalLM(config).eval(), word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(Qwen2ForCausalLM(config).eval(), word_llama.tokenizer, "causal", min_shared_tokens=1)
     assert "sliding-window" in scorer.sharing_disabled_reason
     prompts, candidates = glam_batch(n=2)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
@@ -349,7 +361,7 @@ def test_a_model_the_probe_finds_inexact_does_not_share(word_llama, cls: type, r
     torch.manual_seed(0)
     model = LlamaForCausalLM(word_llama.model.config).eval()
     model.model = cls(word_llama.model.config).eval()
-    scorer = ActionScorer(model, word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     assert scorer.sharing_disabled_reason.startswith("LlamaForCausalLM") and reason in scorer.sharing_disabled_reason
     prompts, candidates = glam_batch(n=2)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) == 0
@@ -370,7 +382,7 @@ def test_logits_post_processed_by_the_model_come_from_its_forward(word_llama) ->
     model = _ScaledLogits(word_llama.model.config).eval()
     model.load_state_dict(word_llama.model.state_dict())
     loaded = SimpleNamespace(model=model, tokenizer=word_llama.tokenizer, kind="causal")
-    scorer = ActionScorer(model, word_llama.tokenizer, "causal", max_padding=0.0)
+    scorer = ActionScorer(model, word_llama.tokenizer, "causal", max_padding=0.0, min_shared_tokens=1)
     assert not scorer.separate_head and scorer.sharing_disabled_reason is None
     prompts, candidates = glam_batch(n=3)
     assert scorer.shared_prefix_length(token_ids(scorer, prompts, candidates)) > 0
@@ -381,7 +393,7 @@ def test_gradient_checkpointing_while_training_does_not_share(word_llama) -> Non
     """HF's checkpointed blocks drop past keys/values in training mode: such calls run unshared."""
     prompts, candidates = glam_batch(n=3)
     model = word_llama.model
-    scorer = ActionScorer(model, word_llama.tokenizer, "causal", min_shared_prefix=1)
+    scorer = ActionScorer(model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     ids = token_ids(scorer, prompts, candidates)
     assert scorer.shared_prefix_length(ids) > 0
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
