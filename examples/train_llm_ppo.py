@@ -4,6 +4,7 @@
     torchrun --nproc_per_node=2 examples/train_llm_ppo.py --total-timesteps 4096
     python examples/train_llm_ppo.py --checkpoint-every 10 ...   # killed? then:
     python examples/train_llm_ppo.py --resume runs/<run name> ...  # same flags
+    python examples/train_llm_ppo.py --record-every 4   # an episode of the policy in TensorBoard every 4 updates
 
 The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (the main job's
 CPU recipe by default) plus the run's own.  Logs ``charts/*`` and ``losses/*`` to
@@ -24,6 +25,7 @@ import tyro
 from stable_baselines3 import PPO
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from glam_experiments.callbacks import EpisodeRecorder
 from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
@@ -51,6 +53,8 @@ class Args(LLMPPOConfig):
     """write a checkpoint every N rollouts (and at the end) into <run folder>/checkpoints"""
     resume: Path | None = None
     """a run folder (runs/<run name>) to continue from its last checkpoint, to --total-timesteps"""
+    record_every: int | None = None
+    """every N updates, one seeded episode of the current policy into TensorBoard (episode/frames, episode/steps)"""
 
 
 @record  # under torchrun, a rank's exception is reported with its traceback
@@ -72,7 +76,17 @@ def main(args: Args) -> PPO:
         run_dir = args.run_dir / broadcast_object(name, ranks)
         env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
         model = args.make(env, seed=seed, device=ranks.device)
-    train(model, args.total_timesteps, run_dir, args.save_model, args.torch_threads, args.checkpoint_every, resumed)
+    recorders = [EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed)] if args.record_every else []
+    train(
+        model,
+        args.total_timesteps,
+        run_dir,
+        args.save_model,
+        args.torch_threads,
+        args.checkpoint_every,
+        resumed,
+        callbacks=recorders,
+    )
     close_ranks()
     return model
 

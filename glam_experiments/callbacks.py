@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections import deque
 from collections.abc import Callable
@@ -185,3 +186,154 @@ def _drop_rows_after(csv_path: Path, step: int) -> None:
     kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
     with open(csv_path, "w", newline="") as f:
         csv.writer(f).writerows(kept)
+
+
+class EpisodeRecorder(BaseCallback):
+    """Every ``every`` updates, plays one seeded episode of the current policy and writes it
+    to TensorBoard: ``episode/frames``, an animated GIF of the frames captioned with the
+    chosen action and its probability (TensorBoard's Images tab, one per recording, with
+    the step slider), and ``episode/steps``, a text table of every step's observation,
+    action probabilities, value estimate and reward.  ``episode/success`` and
+    ``episode/length`` give the recorded episode's outcome.
+
+    The episodes are those of the policy after 0, ``every``, 2 ``every``... updates (each
+    recorded when the rollout after that update ends, since the policy has then run its
+    first forward, which a ``torchrun`` job needs before rank 0 may run one alone) and
+    after the last update; all play the same seed, so they differ only by the policy.
+    Under ``torchrun``, rank 0 alone records.
+
+    :param env_id: the BabyAI-Text id to play (e.g. the training env's).
+    :param every: updates between recordings.
+    :param log_dir: TensorBoard folder to write to (e.g. the run's); ``None``: the
+        TensorBoard output of SB3's logger (``PPO(..., tensorboard_log=...)``).
+    :param seed: the recorded episode's seed.
+    :param env_kwargs: extra ``gym.make`` arguments.
+    :param deterministic: record the most probable actions instead of sampling.
+    :param max_steps: cut the recorded episode after this many steps (``None``: the env's limit).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        every: int = 10,
+        log_dir: str | Path | None = None,
+        seed: int = 0,
+        env_kwargs: dict[str, Any] | None = None,
+        deterministic: bool = False,
+        max_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be at least 1 update, got {every}")
+        self.env_id = env_id
+        self.every = every
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.seed = seed
+        self.env_kwargs = env_kwargs
+        self.deterministic = deterministic
+        self.max_steps = max_steps
+        self.writer: SummaryWriter | None = None
+        self._own_writer = False
+        self._rollouts = 0
+        self._last_recorded: int | None = None
+        self.ranks = current_ranks()
+
+    def _init_callback(self) -> None:
+        self.ranks = current_ranks()
+        if not self.ranks.is_main:
+            return
+        if self.log_dir is not None:
+            self.writer = SummaryWriter(str(self.log_dir))
+            self._own_writer = True
+            return
+        from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+        formats = [f for f in self.logger.output_formats if isinstance(f, TensorBoardOutputFormat)]
+        if not formats:
+            raise ValueError(
+                "EpisodeRecorder has no TensorBoard to write to: pass log_dir=..., or give the model "
+                "tensorboard_log=... (SB3's TensorBoard output)"
+            )
+        self.writer = formats[0].writer
+
+    @property
+    def step(self) -> int:
+        return self.num_timesteps * self.ranks.world_size
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _rollouts_done(self) -> int:
+        """Rollouts collected so far, counted from the frames so that a resumed run continues the count."""
+        per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
+        return self.num_timesteps // per_rollout if per_rollout else self._rollouts
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        updates = self._rollouts_done() - 1  # updates done before this rollout was collected
+        if updates % self.every == 0:
+            self.record(updates)
+
+    def _on_training_end(self) -> None:
+        updates = self._rollouts_done()  # learn() ends with the update of its last rollout
+        if updates and self._last_recorded != updates:
+            self.record(updates)
+        if self._own_writer and self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def record(self, updates: int) -> None:
+        """Play the episode with the current policy and write it at the current step."""
+        if self.writer is None:
+            return
+        from glam_experiments.recording import record_episodes
+        from glam_experiments.viewer import gif_bytes
+
+        policy = self.model.policy
+        was_training = policy.training
+        (episode,) = record_episodes(
+            policy,
+            self.env_id,
+            episodes=1,
+            seed=self.seed,
+            env_kwargs=self.env_kwargs,
+            deterministic=self.deterministic,
+            max_steps=self.max_steps,
+        )
+        policy.train(was_training)  # not set_training_mode: under torchrun that also counts an update
+        self._last_recorded = updates
+        step = self.step
+        _add_gif(self.writer, "episode/frames", gif_bytes([episode]), step)
+        self.writer.add_text("episode/steps", steps_table(episode, updates), step)
+        self.writer.add_scalar("episode/success", float(episode.success), step)
+        self.writer.add_scalar("episode/length", episode.length, step)
+        self.writer.flush()
+
+
+def steps_table(episode: Any, updates: int | None = None) -> str:
+    """A Markdown table of an :class:`~glam_experiments.recording.EpisodeRecord`, one row per step."""
+    names = episode.steps[0].action_names if episode.steps else ()
+    head = f"{episode.env_id}, seed {episode.seed}: {'success' if episode.success else 'failure'} in "
+    head += f"{episode.length} steps, return {episode.episode_return:.2f}"
+    if updates is not None:
+        head = f"after {updates} updates — " + head
+    lines = [head, "", f"mission: {episode.steps[0].mission if episode.steps else ''}", ""]
+    lines.append("| step | observation | " + " | ".join(f"p({n})" for n in names) + " | action | value | reward |")
+    lines.append("|" + "---|" * (len(names) + 5))
+    for i, s in enumerate(episode.steps):
+        probs = [f"**{p:.2f}**" if a == s.action else f"{p:.2f}" for a, p in enumerate(s.probabilities)]
+        value = "–" if s.value is None else f"{s.value:.3f}"
+        obs = s.observation.replace("\n", "; ").replace("|", "/")
+        lines.append(f"| {i + 1} | {obs} | " + " | ".join(probs) + f" | {names[s.action]} | {value} | {s.reward:.2f} |")
+    return "\n".join(lines)
+
+
+def _add_gif(writer: SummaryWriter, tag: str, gif: bytes, step: int) -> None:
+    """An animated GIF in TensorBoard's Images tab (how ``SummaryWriter.add_video`` stores its
+    GIFs, without the moviepy it needs to encode them)."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = Image.open(io.BytesIO(gif)).size
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

@@ -6,7 +6,9 @@ generalization variants.
 
 Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot vs trained vs random,
 success with 99 % CIs per test), ``learning_curve.png`` (training success against
-frames), and under ``training/`` the TensorBoard log, ``episodes.csv`` and the trained
+frames), ``viewer_trained.html`` (+ ``.gif``) and ``viewer_zero_shot.html`` (episode
+viewers: what each agent saw and the probability it gave every action, step by step;
+:mod:`glam_experiments.viewer`), and under ``training/`` the TensorBoard log, ``episodes.csv`` and the trained
 agent ``model.zip``.  The defaults finish in about 30 minutes on a 2-core CPU.
 """
 
@@ -23,7 +25,9 @@ from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.evaluate import evaluate, markdown, write
+from glam_experiments.recording import record_episodes
 from glam_experiments.training import train
+from glam_experiments.viewer import write_gif, write_html
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Args(LLMPPOConfig):
     eval_seed: int = 1000
     """seeds the evaluation episodes (apart from the training envs' seeds)"""
     seed: int = 1
+    viewer_episodes: int = 3
+    """episodes of the trained and of the zero-shot agent in the episode viewers"""
     out: Path = Path("results")
 
 
@@ -48,7 +54,7 @@ def main(args: Args) -> None:
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {args.total_timesteps} PPO steps"
 
-    print(f"1/3 zero-shot evaluation of {args.model} and of a random agent ({args.episodes} episodes per test)")
+    print(f"1/4 zero-shot evaluation of {args.model} and of a random agent ({args.episodes} episodes per test)")
     before = evaluate(
         [args.model, "random"],
         "small",
@@ -59,7 +65,7 @@ def main(args: Args) -> None:
         names=[zero_shot, "random"],
     )
 
-    print(f"2/3 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.n_envs} envs)")
+    print(f"2/4 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.n_envs} envs)")
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed)
     model = args.make(env, seed=args.seed)
     run_dir = args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}"
@@ -67,7 +73,7 @@ def main(args: Args) -> None:
     env.close()
     del model
 
-    print("3/3 evaluation of the trained agent")
+    print("3/4 evaluation of the trained agent")
     after = evaluate(
         [str(run_dir / "model.zip")],
         "small",
@@ -76,6 +82,19 @@ def main(args: Args) -> None:
         seed=args.eval_seed,
         names=[trained],
     )
+
+    print(f"4/4 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
+    viewers = []
+    for name, spec, kwargs, slug in [
+        (trained, str(run_dir / "model.zip"), None, "trained"),
+        (zero_shot, args.model, llm_kwargs, "zero_shot"),
+    ]:
+        records = record_episodes(
+            spec, args.env_id, args.viewer_episodes, seed=args.eval_seed, agent_name=name, llm_kwargs=kwargs
+        )
+        viewers.append(write_html(records, args.out / f"viewer_{slug}.html", title=f"{name} on {args.env_id}"))
+        if slug == "trained":
+            viewers.append(write_gif(records, args.out / f"viewer_{slug}.gif"))
 
     results = [r for r in before if r.agent == zero_shot] + after + [r for r in before if r.agent == "random"]
     # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
@@ -93,7 +112,7 @@ def main(args: Args) -> None:
         f"(random agent {first['random'].success_rate:.2f}; Wilson 99 % intervals)"
     )
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}/:")
-    for path in [*paths.values(), curve, run_dir / "episodes.csv", run_dir / "model.zip"]:
+    for path in [*paths.values(), curve, *viewers, run_dir / "episodes.csv", run_dir / "model.zip"]:
         print(f"  {path}")
 
 

@@ -28,6 +28,7 @@ def train(
     torch_threads: int | None = None,
     checkpoint_every: int | None = None,
     resumed: TrainingState | None = None,
+    callbacks: list[BaseCallback] | None = None,
 ) -> Path:
     """``model.learn`` with :class:`CleanRLLogger` into ``run_dir`` and SB3's progress bar.
 
@@ -43,6 +44,8 @@ def train(
     :param resumed: the state of the checkpoint ``model`` was loaded from
         (:func:`glam_experiments.checkpoints.load_checkpoint`): training continues its
         counters, logs and curves.
+    :param callbacks: more callbacks, run after the logger (e.g.
+        :class:`~glam_experiments.callbacks.EpisodeRecorder`).
     :return: ``run_dir``.
     """
     ranks = current_ranks()
@@ -55,14 +58,14 @@ def train(
         resume_step=done if resumed is not None else None,
         successes=resumed.successes if resumed is not None else None,
     )
-    callbacks: list[BaseCallback] = [logger]
+    all_callbacks: list[BaseCallback] = [logger, *(callbacks or [])]
     if checkpoint_every:  # first: its last checkpoint flushes the logger before the logger closes
-        callbacks.insert(0, Checkpointer(run_dir, checkpoint_every, logger))
+        all_callbacks.insert(0, Checkpointer(run_dir, checkpoint_every, logger))
     remaining = max(0, total_timesteps - done)
     if remaining:
         model.learn(
             math.ceil(remaining / ranks.world_size),
-            callback=callbacks,
+            callback=all_callbacks,
             progress_bar=ranks.is_main,
             reset_num_timesteps=resumed is None,
         )

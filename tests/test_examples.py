@@ -85,8 +85,15 @@ def test_train_drrn(tmp_path) -> None:
 @pytest.mark.parametrize("npae", [False, True])
 def test_train_llm_ppo(tmp_path, tiny_llama: str, npae: bool) -> None:
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--n-envs", "2", "--n-steps", "16", "--batch-size", "16"]
-    run("train_llm_ppo.py", *args, *(["--npae"] if npae else []), tmp_path=tmp_path)
+    run("train_llm_ppo.py", *args, *(["--npae"] if npae else ["--record-every", "1"]), tmp_path=tmp_path)
     check_run(tmp_path)
+    if not npae:  # 2 rollouts: the policy after 0 and 1 updates, and after the last (2)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+        events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+        events.Reload()
+        assert [image.step for image in events.Images("episode/frames")] == [32, 64, 64]
 
 
 @pytest.mark.slow
@@ -106,9 +113,28 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
 @pytest.mark.slow
 def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
-    args += ["--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--out", str(tmp_path)]
+    args += [
+        "--n-steps",
+        "16",
+        "--batch-size",
+        "32",
+        "--n-epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--viewer-episodes",
+        "1",
+    ]
     printed = run_script("-m glam_experiments.main_job", *args)
-    for name in ("evaluation.md", "evaluation.csv", "evaluation.json", "evaluation.png", "learning_curve.png"):
+    viewers = ("viewer_trained.html", "viewer_trained.gif", "viewer_zero_shot.html")
+    for name in (
+        "evaluation.md",
+        "evaluation.csv",
+        "evaluation.json",
+        "evaluation.png",
+        "learning_curve.png",
+        *viewers,
+    ):
         assert (tmp_path / name).exists(), name
     (run_dir,) = (tmp_path / "training").iterdir()
     assert (run_dir / "model.zip").exists() and (run_dir / "episodes.csv").exists()

@@ -1,0 +1,101 @@
+"""``python -m babyai_text.play``: a person plays a level from the terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+from minigrid.utils.baby_ai_bot import BabyAIBot
+
+import babyai_text  # noqa: F401
+from babyai_text.play import parse_action, play
+from tests.conftest import REPO
+
+
+def bot_plan(env_id: str, seed: int) -> list[str]:
+    """The action names the bot plays on ``env_id``'s episode ``seed``, to its success."""
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    bot = BabyAIBot(env.unwrapped)
+    names = env.unwrapped.action_names
+    plan = []
+    for _ in range(200):
+        with contextlib.redirect_stdout(io.StringIO()):
+            action = int(bot.replan())
+        plan.append(names[action])
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            assert info["success"]
+            return plan
+    raise AssertionError("the bot did not finish")
+
+
+def scripted(lines: list[str]):
+    queue = list(lines)
+
+    def read(prompt: str) -> str:
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+
+    return read
+
+
+@pytest.mark.parametrize("env_id", ["BabyAI-Text-GoTo-v0", "BabyAI-Text-GoTo-French-v0", "BabyAI-Text-PickUp-v0"])
+def test_bot_plan_typed_by_name_succeeds(env_id: str) -> None:
+    plan = bot_plan(env_id, seed=4)
+    out = io.StringIO()
+    assert play(env_id, seed=4, read=scripted(plan), out=out) == [True]
+    text = out.getvalue()
+    assert "success in" in text and "mission:" in text and "[0]" in text
+
+
+def test_numbers_and_forgiving_names() -> None:
+    names = gym.make("BabyAI-Text-GoTo-French-v0").unwrapped.action_names
+    assert parse_action("2", names) == 2
+    assert parse_action("  TOURNER A  gauche ", names) == names.index("tourner à gauche")
+    assert parse_action("6", names) is None and parse_action("fly", names) is None and parse_action("-1", names) is None
+
+
+def test_bad_input_is_answered_with_the_actions_and_play_goes_on() -> None:
+    env_id = "BabyAI-Text-GoTo-v0"
+    plan = bot_plan(env_id, seed=1)
+    out = io.StringIO()
+    lines = ["fly away", "17", "", "help", *plan]
+    assert play(env_id, seed=1, read=scripted(lines), out=out) == [True]
+    text = out.getvalue()
+    assert "'fly away' is not an action here. Valid actions: [0] turn left" in text
+    assert "'17' is not an action here" in text and "Traceback" not in text
+
+
+def test_quit_and_end_of_input_stop_cleanly() -> None:
+    out = io.StringIO()
+    assert play("BabyAI-Text-GoTo-v0", read=scripted(["0", "quit"]), out=out) == []
+    assert "bye" in out.getvalue()
+    assert play("BabyAI-Text-GoTo-v0", read=scripted([]), out=io.StringIO()) == []
+
+
+def test_unknown_id_names_close_ones() -> None:
+    with pytest.raises(SystemExit, match=r"unknown BabyAI-Text id 'GoTo-French'.*BabyAI-Text-GoTo-French-v0"):
+        play("GoTo-French", read=scripted([]))
+
+
+def test_command_through_stdin() -> None:
+    env_id = "BabyAI-Text-GoTo-French-v0"
+    plan = bot_plan(env_id, seed=7)
+    stdin = "\n".join(["voler", *plan]) + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "babyai_text.play", env_id, "--seed", "7"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "'voler' is not an action here" in done.stdout
+    assert "1 of 1 episodes succeeded" in done.stdout and "Traceback" not in done.stderr
