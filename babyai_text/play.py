@@ -13,6 +13,7 @@ shows the grid in minigrid's window (it needs a display).  Episode ``k`` is seed
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -147,9 +148,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=1)
     parser.add_argument("--window", action="store_true", help="also show the grid (minigrid's window)")
     args = parser.parse_args(argv)
-    successes = play(args.env_id, args.seed, args.episodes, args.window)
-    if successes:
-        print(f"{sum(successes)} of {len(successes)} episodes succeeded")
+    read = input if sys.stdin.isatty() else _echoed_input
+    try:
+        successes = play(args.env_id, args.seed, args.episodes, args.window, read=read)
+        if successes:
+            print(f"{sum(successes)} of {len(successes)} episodes succeeded")
+    except BrokenPipeError:  # the output was piped into a reader that stopped (e.g. head)
+        # what the Python docs advise: point stdout at devnull so the exit flush stays silent
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _echoed_input(prompt: str) -> str:
+    """``input`` for piped-in moves: the transcript shows each move after its prompt."""
+    text = input(prompt)
+    print(text)
+    return text
 
 
 if __name__ == "__main__":
