@@ -9,6 +9,9 @@
     obs, info = env.reset(seed=0)
     info["descriptions"], info["mission"], env.unwrapped.action_names
     babyai_text.decode_observation(obs)   # the same text, from the array observation
+
+and GLAM's original ids (``BabyAI-MixedTrainLocal-v0``...; :mod:`babyai_text.envs.glam`),
+for code written against GLAM's BabyAI-Text or BALROG.
 """
 
 from babyai_text.language import ENGLISH, VARIANTS, English, French, Language, get_language
@@ -21,7 +24,13 @@ from babyai_text.observation import (
     decode_observation,
 )
 from babyai_text.prompt import PromptTemplate
-from babyai_text.registration import REGISTERED_VARIANTS, register_babyai_text_envs, registered_ids
+from babyai_text.registration import (
+    GLAM_IDS,
+    REGISTERED_VARIANTS,
+    glam_ids,
+    register_babyai_text_envs,
+    registered_ids,
+)
 from babyai_text.wrappers import MinigridObservation, mission_word_dict
 
 register_babyai_text_envs()
@@ -30,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENGLISH",
+    "GLAM_IDS",
     "HELD_OUT_PAIRS",
     "PAD_ACTION",
     "REGISTERED_VARIANTS",
@@ -46,6 +56,7 @@ __all__ = [
     "decode_missions",
     "decode_observation",
     "get_language",
+    "glam_ids",
     "mission_word_dict",
     "register_babyai_text_envs",
     "registered_ids",

@@ -2,6 +2,8 @@
 
     python -m babyai_text.play BabyAI-Text-GoTo-French-v0 --seed 3 [--window] [--episodes 2]
 
+Any ``BabyAI-Text-*`` id, and GLAM's original ids (``BabyAI-MixedTrainLocal-v0``...).
+
 Each step prints the mission, what the agent sees (the text observation an agent gets)
 and the numbered actions; type an action's number or its name in the level's language
 (case, spaces and accents do not matter: ``tourner a gauche`` is ``tourner à gauche``).
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 import gymnasium as gym
 
-from babyai_text.registration import registered_ids
+from babyai_text.registration import glam_ids, registered_ids
 
 QUIT = ("quit", "q", "exit")
 HELP = ("help", "?", "h")
@@ -101,8 +103,9 @@ def play(
 
 
 def _make(env_id: str, window: bool, out: TextIO) -> gym.Env:
-    if env_id not in registered_ids():
-        close = [i for i in registered_ids() if env_id.lower() in i.lower()][:8]
+    known = [*registered_ids(), *glam_ids()]
+    if env_id not in known:
+        close = [i for i in known if env_id.lower() in i.lower()][:8]
         hint = f" Did you mean one of: {', '.join(close)}?" if close else " See babyai_text.registered_ids()."
         raise SystemExit(f"unknown BabyAI-Text id {env_id!r}.{hint}")
     if not window:

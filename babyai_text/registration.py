@@ -1,4 +1,4 @@
-"""Registration of every ``BabyAI-Text-*`` id with gymnasium."""
+"""Registration of every ``BabyAI-Text-*`` id, and of GLAM's original ids, with gymnasium."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ _MODULES = {
     "PickUpSeqPickUp": "sequence",
     "MixedTrain": "mixed",
     "MixedTest": "mixed",
+}
+#: GLAM's original ids (as GLAM's BabyAI-Text and BALROG name them) and their classes in
+#: :mod:`babyai_text.envs.glam`: minigrid's observation, the task kind drawn per env.
+GLAM_IDS: dict[str, str] = {
+    f"BabyAI-{name}-v0": f"babyai_text.envs.glam:{name}"
+    for name in (
+        "MixedTrainLocal",
+        "MixedTestLocal",
+        "PickUpSeqGoToLocal",
+        "PickUpThenGoToLocal",
+        "GoToAfterPickUpLocal",
+        "PickUpSeqPickUpLocal",
+        "GoToFrench",
+    )
 }
 _SMALL = {"S5N2": {"room_size": 5, "num_dists": 2}, "S6N3": {"room_size": 6, "num_dists": 3}}
 
@@ -44,8 +58,20 @@ def registered_ids() -> list[str]:
     return list(_configurations())
 
 
+def glam_ids() -> list[str]:
+    """GLAM's original ids this package registers (see :mod:`babyai_text.envs.glam`)."""
+    return list(GLAM_IDS)
+
+
 def register_babyai_text_envs() -> None:
-    """Register every BabyAI-Text id (idempotent; runs on ``import babyai_text``)."""
+    """Register every BabyAI-Text id and GLAM's original ids (idempotent; runs on ``import babyai_text``).
+
+    A GLAM id another package registered first (a fork of minigrid that carries GLAM's
+    levels) is left to it.
+    """
     for env_id, (entry_point, kwargs) in _configurations().items():
         if env_id not in registry:
             register(id=env_id, entry_point=entry_point, kwargs=kwargs)
+    for env_id, entry_point in GLAM_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry_point)

@@ -28,11 +28,18 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm import tqdm
 
 import babyai_text  # noqa: F401  (registers the ids)
+from babyai_text.envs.glam import MIXED_KINDS
+
+#: BALROG's episode length for its BabyAI tasks (``gym.make(task, max_steps=100)``).
+BALROG_MAX_STEPS = 100
 
 #: z for a two-sided 99 % normal interval (as GLAM).
 Z99 = 2.5758
 
-#: Suites: (label, env id, env kwargs). "glam" is the paper's generalization figure.
+#: Suites: (label, env id, env kwargs). "glam" is the paper's generalization figure;
+#: "balrog" is BALROG's BabyAI task set: GLAM's MixedTrainLocal level of each of its five
+#: task kinds, with BALROG's episode length, as array observations so that any of our
+#: agents plays it (the levels are those BALROG's code builds; see docs/environments.md).
 SUITES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "glam": [
         ("(a) no change", "BabyAI-Text-MixedTrain-v0", {}),
@@ -49,6 +56,14 @@ SUITES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("(c') colour synonyms", "BabyAI-Text-GoToS5N2-v0", {"variant": "ColourSynonyms"}),
         ("(e) synonym actions", "BabyAI-Text-GoToS5N2-v0", {"variant": "SynonymActions"}),
         ("(f) French", "BabyAI-Text-GoToS5N2-v0", {"variant": "French"}),
+    ],
+    "balrog": [
+        (
+            f"BabyAI-MixedTrainLocal-v0/{kind.replace(' ', '_')}",
+            "BabyAI-MixedTrainLocal-v0",
+            {"kind": kind, "max_steps": BALROG_MAX_STEPS, "observation": "text"},
+        )
+        for kind in MIXED_KINDS
     ],
 }
 

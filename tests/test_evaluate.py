@@ -242,3 +242,20 @@ def test_cli_never_replaces_an_earlier_evaluation_unasked(tmp_path, monkeypatch,
     assert (mine / "evaluation.md").read_text().startswith("| test |")
     with pytest.raises(FileExistsError, match="already holds an evaluation"):
         write(evaluate(["random"], "small", episodes=1, n_envs=1), mine)
+
+
+def test_balrog_suite_is_balrogs_task_set_and_takes_our_agents(tmp_path, tiny_llama: str) -> None:
+    labels = [label for label, _, _ in SUITES["balrog"]]
+    assert labels == [
+        f"BabyAI-MixedTrainLocal-v0/{task}" for task in ("goto", "pickup", "open", "putnext", "pick_up_seq_go_to")
+    ]
+    for label, env_id, kwargs in SUITES["balrog"]:
+        env = gym.make(env_id, **kwargs).unwrapped
+        assert env.action_kinds[0].replace(" ", "_") == label.split("/")[1] and env.max_steps == 100
+    results = evaluate(["bot", "random"], "balrog", episodes=4, n_envs=2)
+    assert [r.success_rate for r in results if r.agent == "bot"] == [1.0] * 5
+    # an agent trained on a BabyAI-Text id loads on these levels (same observation space)
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")])
+    PPO(LLMPolicy, env, n_steps=4, batch_size=4, policy_kwargs={"model": tiny_llama}).save(tmp_path / "llm.zip")
+    (result, *_) = evaluate([str(tmp_path / "llm.zip")], "balrog", episodes=1, n_envs=1)
+    assert result.label == labels[0] and result.episodes == 1

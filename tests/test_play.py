@@ -99,3 +99,12 @@ def test_command_through_stdin() -> None:
     assert done.returncode == 0, done.stderr
     assert "'voler' is not an action here" in done.stdout
     assert "1 of 1 episodes succeeded" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_window_opens_with_minigrids_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # pygame's headless display
+    pytest.importorskip("pygame")
+    plan = bot_plan("BabyAI-Text-GoTo-v0", seed=2)
+    out = io.StringIO()
+    assert play("BabyAI-Text-GoTo-v0", seed=2, window=True, read=scripted(plan), out=out) == [True]
+    assert "no window" not in out.getvalue()
