@@ -108,3 +108,11 @@ def test_window_opens_with_minigrids_renderer(monkeypatch: pytest.MonkeyPatch) -
     out = io.StringIO()
     assert play("BabyAI-Text-GoTo-v0", seed=2, window=True, read=scripted(plan), out=out) == [True]
     assert "no window" not in out.getvalue()
+
+
+def test_no_display_falls_back_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "no-such-video-driver")  # as on a machine without a display
+    pytest.importorskip("pygame")
+    out = io.StringIO()
+    assert play("BabyAI-Text-GoTo-v0", window=True, read=scripted(["0", "quit"]), out=out) == []
+    assert "no window" in out.getvalue() and "playing in the terminal only" in out.getvalue()
