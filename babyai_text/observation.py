@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from minigrid.envs.babyai.core.roomgrid_level import BabyAIMissionSpace
 
 from babyai_text.description import VIEW_SIZE
 from babyai_text.language import NUM_ACTIONS
@@ -62,6 +63,18 @@ def make_observation_space(history_length: int, description_bytes: int) -> space
     if history_length > 1:
         fields["actions"] = spaces.Box(PAD_ACTION, NUM_ACTIONS - 1, (history_length - 1,), np.int64)
     return spaces.Dict(fields)
+
+
+def minigrid_observation_space() -> spaces.Dict:
+    """minigrid's observation space for BabyAI levels: ``image``, ``direction`` and ``mission``
+    (minigrid's ``BabyAIMissionSpace``, which accepts any mission string)."""
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (VIEW_SIZE, VIEW_SIZE, 3), np.uint8),
+            "direction": spaces.Discrete(4),
+            "mission": BabyAIMissionSpace(),
+        }
+    )
 
 
 def encode_text(text: str | bytes, size: int, field: str, fix: str) -> np.ndarray:

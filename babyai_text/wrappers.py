@@ -21,14 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 from minigrid.core.grid import Grid
 from minigrid.core.world_object import Wall
-from minigrid.envs.babyai.core.roomgrid_level import BabyAIMissionSpace
 
 from babyai_text.language import ENGLISH, Language
 from babyai_text.level import BabyAITextEnv
+from babyai_text.observation import minigrid_observation_space
 from babyai_text.vocabulary import _mission_texts
 
 __all__ = ["MinigridObservation", "mission_word_dict"]
@@ -87,13 +86,7 @@ class MinigridObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
                 "MinigridObservation must be applied to a BabyAI-Text observation (a Dict with 'image', "
                 f"'direction' and 'mission'), got {ours}; put it directly on the env, below other wrappers"
             )
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, ours["image"].shape, np.uint8),
-                "direction": spaces.Discrete(4),
-                "mission": BabyAIMissionSpace(),
-            }
-        )
+        self.observation_space = minigrid_observation_space()
         self._env = base
         widths = {(base.room_size - 1) * task.num_cols + 1 for task in base.tasks}
         self._grid_width: int | None = max(widths) if pad_grid and len(widths) > 1 else None

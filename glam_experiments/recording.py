@@ -26,10 +26,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.dqn.policies import DQNPolicy
 
 import babyai_text  # noqa: F401  (registers the ids)
 from babyai_text.observation import decode_observation
+from glam_baselines import BotAgent, RandomAgent
+from glam_experiments.evaluate import load_agent
 
 
 @dataclass
@@ -86,11 +92,7 @@ class _Decider:
     """The action, its distribution and the value estimate of one agent, one env."""
 
     def __init__(self, agent: Any, num_actions: int, deterministic: bool, seed: int) -> None:
-        from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-        from stable_baselines3.common.policies import ActorCriticPolicy
-        from stable_baselines3.dqn.policies import DQNPolicy
-
-        from glam_baselines import BotAgent, RandomAgent
+        from llm_policy.policy import LLMPolicy
 
         self.agent = agent
         self.n = num_actions
@@ -98,20 +100,24 @@ class _Decider:
         self.rng = np.random.default_rng(seed)
         policy = agent if isinstance(agent, torch.nn.Module) else getattr(agent, "policy", None)
         self.policy = policy
-        if isinstance(policy, RecurrentActorCriticPolicy):
+        if isinstance(policy, LLMPolicy):
+            self.kind = "llm"
+        elif isinstance(policy, RecurrentActorCriticPolicy):
             self.kind = "recurrent"
         elif isinstance(policy, ActorCriticPolicy):
             self.kind = "actor-critic"
         elif isinstance(policy, DQNPolicy):
             self.kind = "dqn"
-        elif isinstance(agent, (RandomAgent, BotAgent)):
-            self.kind = "reference"
+        elif isinstance(agent, RandomAgent):
+            self.kind = "random"
+        elif isinstance(agent, BotAgent):
+            self.kind = "bot"
         else:
             raise TypeError(
                 f"cannot record {type(agent).__name__}: pass an SB3 PPO/RecurrentPPO/DQN model or policy, "
                 "a RandomAgent, a BotAgent, or an agent spec (see glam_experiments.evaluate.load_agent)"
             )
-        self.lstm_states: Any = None
+        self.lstm_states: RNNStates | None = None
 
     def _choose(self, probabilities: np.ndarray) -> int:
         if self.deterministic:
@@ -120,35 +126,25 @@ class _Decider:
 
     @torch.no_grad()
     def decide(self, obs: dict[str, np.ndarray], episode_start: bool) -> _Decision:
-        from llm_policy.policy import LLMPolicy
-
-        prompt = None
-        if self.kind == "reference":
+        if self.kind in ("random", "bot"):
             action = int(np.asarray(self.agent.predict(obs, deterministic=self.deterministic)[0])[0])
-            from glam_baselines import RandomAgent
-
-            if isinstance(self.agent, RandomAgent) and not self.deterministic:
-                probabilities = np.full(self.n, 1.0 / self.n)
-            else:
-                probabilities = np.eye(self.n)[action]
+            uniform = self.kind == "random" and not self.deterministic
+            probabilities = np.full(self.n, 1.0 / self.n) if uniform else np.eye(self.n)[action]
             return _Decision(action, probabilities, None, None)
 
         policy = self.policy
         policy.set_training_mode(False)
         tensor, _ = policy.obs_to_tensor(obs)
-        if isinstance(policy, LLMPolicy):
+        prompt = None
+        if self.kind == "llm":  # one forward gives the scores and the value-head input
             prompt = policy.prompts(tensor)[0][0]
-        if self.kind == "actor-critic":
-            if isinstance(policy, LLMPolicy):  # one forward gives both
-                out = policy.score(tensor)
-                probs = torch.softmax(out.scores.float(), dim=-1)
-                value = float(policy.value_net(out.hidden).float().item())
-            else:
-                probs = policy.get_distribution(tensor).distribution.probs
-                value = float(policy.predict_values(tensor).item())
+            out = policy.score(tensor)
+            probs = torch.softmax(out.scores.float(), dim=-1)
+            value = float(policy.value_net(out.hidden).float().item())
+        elif self.kind == "actor-critic":
+            probs = policy.get_distribution(tensor).distribution.probs
+            value = float(policy.predict_values(tensor).item())
         elif self.kind == "recurrent":
-            from sb3_contrib.common.recurrent.type_aliases import RNNStates
-
             starts = torch.tensor([float(episode_start)], device=policy.device)
             if self.lstm_states is None or episode_start:
                 zeros = torch.zeros(policy.lstm_hidden_state_shape, device=policy.device)
@@ -195,9 +191,6 @@ def record_episodes(
     :param llm_kwargs: extra :class:`~llm_policy.LLMPolicy` arguments for a zero-shot model.
     :param max_steps: stop an episode after this many steps (``None``: the env's own limit).
     """
-    from glam_baselines import BotAgent
-    from glam_experiments.evaluate import load_agent
-
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if max_steps is not None and max_steps < 1:

@@ -170,7 +170,9 @@ class FrozenBlockCache:
         self.entries.clear()
         self.bytes = 0
 
-    def _store(self, key: Key, value: torch.Tensor) -> None:
+    def store(self, key: Key, value: torch.Tensor) -> None:
+        """Keep ``value``, the input of block ``split`` for the row ``key``, for the current frozen
+        weights (call after :meth:`has_all`, which checks them); the oldest entries go past ``max_bytes``."""
         old = self.entries.pop(key, None)
         if old is not None:
             self.bytes -= old.numel() * old.element_size()
@@ -194,7 +196,7 @@ class FrozenBlockCache:
         def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
             hidden = args[0] if args else kwargs["hidden_states"]
             for key, length, row in zip(keys, lengths, hidden.detach(), strict=True):
-                self._store(key, row[:length].clone())
+                self.store(key, row[:length].clone())
 
         handle = self.blocks[self.split].register_forward_pre_hook(hook, with_kwargs=True)
         try:

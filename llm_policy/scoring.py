@@ -625,7 +625,7 @@ class ActionScorer:
             kept, final, lower = self._run_shared(ids, seg, positions, keep, prefix)
             if cache is not None and lower is not None and prefix.lower is not None:
                 for key, length, row in zip(keys, layout.lengths, lower, strict=True):
-                    cache._store(key, torch.cat([prefix.lower, row[: length - shared]]))
+                    cache.store(key, torch.cat([prefix.lower, row[: length - shared]]))
         else:
             provides = prefix is not None
             inputs = {

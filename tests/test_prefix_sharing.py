@@ -34,7 +34,7 @@ from tests.test_model_families import (
     obs_tensor,
     reference,
 )
-from tests.test_scoring import reference_scores
+from tests.test_scoring import check_against_reference, reference_scores
 
 # the conformance suite's session fixture: each family is built once per session
 family_dir = test_model_families.family_dir
@@ -145,20 +145,6 @@ def glam_batch(n: int = 4, template: PromptTemplate | None = None) -> tuple[list
     template = template or PromptTemplate()
     texts = decode_batch(text_batch("BabyAI-Text-MixedTrain-v0", n=n, steps=3))
     return [template.render(t) for t in texts], [template.candidates(t) for t in texts]
-
-
-def check_against_reference(loaded, scorer: ActionScorer, prompts: list[str], candidates: list[list[str]]) -> None:
-    with torch.no_grad():
-        out = scorer.score(prompts, candidates)
-        ref = reference_scores(loaded, prompts, candidates, scorer.normalization, scorer.score_eos)
-        hidden = [
-            loaded.model(torch.tensor([loaded.tokenizer(p).input_ids]), output_hidden_states=True).hidden_states[-1][
-                0, -1
-            ]
-            for p in prompts
-        ]
-    torch.testing.assert_close(out.scores.double(), ref, atol=1e-4, rtol=0)
-    torch.testing.assert_close(out.hidden, torch.stack(hidden), atol=1e-5, rtol=1e-4)
 
 
 def token_ids(scorer: ActionScorer, prompts: list[str], candidates: list[list[str]]) -> list[list[int]]:

@@ -38,6 +38,20 @@ def reference_scores(loaded, prompts, candidates, normalization: str, score_eos:
     return torch.tensor(rows, dtype=torch.float64)
 
 
+def check_against_reference(loaded, scorer: ActionScorer, prompts: list[str], candidates: list[list[str]]) -> None:
+    with torch.no_grad():
+        out = scorer.score(prompts, candidates)
+        ref = reference_scores(loaded, prompts, candidates, scorer.normalization, scorer.score_eos)
+        hidden = [
+            loaded.model(torch.tensor([loaded.tokenizer(p).input_ids]), output_hidden_states=True).hidden_states[-1][
+                0, -1
+            ]
+            for p in prompts
+        ]
+    torch.testing.assert_close(out.scores.double(), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.hidden, torch.stack(hidden), atol=1e-5, rtol=1e-4)
+
+
 def prompts_and_candidates(env_id: str = "BabyAI-Text-MixedTrain-v0", n: int = 4):
     template = PromptTemplate()
     texts = decode_batch(text_batch(env_id, n=n, steps=3))
@@ -66,17 +80,7 @@ def test_causal_strategies_equal_reference(tiny_llama: str, strategy: str, max_p
     scorer = ActionScorer(
         loaded.model, loaded.tokenizer, loaded.kind, "token", strategy=strategy, max_padding=max_padding
     )
-    with torch.no_grad():
-        out = scorer.score(prompts, candidates)
-        reference = reference_scores(loaded, prompts, candidates, "token", False)
-        hidden = [
-            loaded.model(torch.tensor([loaded.tokenizer(p).input_ids]), output_hidden_states=True).hidden_states[-1][
-                0, -1
-            ]
-            for p in prompts
-        ]
-    torch.testing.assert_close(out.scores.double(), reference, atol=1e-4, rtol=0)
-    torch.testing.assert_close(out.hidden, torch.stack(hidden), atol=1e-5, rtol=1e-4)
+    check_against_reference(loaded, scorer, prompts, candidates)
     if strategy == "packed":
         lengths = [len(loaded.tokenizer(p).input_ids) for p in prompts]
         groups = scorer._buckets(lengths)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from gymnasium import spaces
-from minigrid.envs.babyai.core.roomgrid_level import BabyAIMissionSpace
 
 from babyai_text.envs._doc import ACTION_SPACE, REWARDS, termination
 from babyai_text.envs.goto import GoToTask
@@ -25,6 +23,7 @@ from babyai_text.envs.pickup import PickUpTask
 from babyai_text.envs.putnext import PutNextTask
 from babyai_text.envs.sequence import SequenceTask
 from babyai_text.level import _RENDER_KWARGS, BabyAITextEnv, HeldOut, Task
+from babyai_text.observation import minigrid_observation_space
 
 #: GLAM's task kinds (the strings of ``action_kinds``), with our task and how many objects
 #: besides GLAM's ``num_dists`` distractors it places (GLAM counts distractors, we count objects).
@@ -114,13 +113,7 @@ class GLAMLevel(BabyAITextEnv):
             **render_kwargs,
         )
         if observation == "minigrid":
-            self.observation_space = spaces.Dict(
-                {
-                    "image": spaces.Box(0, 255, (7, 7, 3), np.uint8),
-                    "direction": spaces.Discrete(4),
-                    "mission": BabyAIMissionSpace(),
-                }
-            )
+            self.observation_space = minigrid_observation_space()
 
     def _make_task(self, kind: str) -> tuple[Task, int]:
         """The task of ``kind`` and the objects it places besides GLAM's distractors."""
