@@ -369,7 +369,7 @@ def scoring_phases(policy, obs_t: dict, device: torch.device, ranges: bool, sync
     with rf("value+distribution"):
         distribution = policy.action_dist.proba_distribution(action_logits=out.scores.float())
         actions = distribution.get_actions()
-        policy.value_net(out.hidden).float()
+        policy.values(out.hidden)
         distribution.log_prob(actions)
     mark("value_distribution_s", t)
     times["model_forward_s"] = sum(forward_seconds)

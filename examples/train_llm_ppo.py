@@ -41,7 +41,6 @@ class Args(LLMPPOConfig):
     """same architecture with random weights (GLAM's NPAE baseline)"""
     total_timesteps: int = 2048
     """frames of the whole run (all ranks together under torchrun)"""
-    reward_scale: float = 1.0
     seed: int = 1
     run_dir: Path = Path("runs")
     save_model: bool = False

@@ -310,6 +310,138 @@ class EpisodeRecorder(BaseCallback):
         self.writer.flush()
 
 
+class GroundingLogger(BaseCallback):
+    """The grounding diagnostics (:mod:`glam_experiments.diagnostics`) of the policy being
+    trained, after 0, ``every``, 2 ``every``... updates and after the last: on a fixed set of
+    states along the BabyAI bot's paths, ``grounding/bot_agreement`` beside
+    ``grounding/constant_agreement`` (the best constant action's), ``grounding/agreement_gain``,
+    ``grounding/state_dependence``, ``grounding/value_std`` and ``grounding/value_mean``;
+    ``probes/<probe>/<action>``, the probabilities on GLAM-style probe observations; and one
+    row per measurement in ``<run_dir>/grounding.csv``.  A policy that ignores what it sees
+    shows as a state dependence near 0 and an agreement gain near 0 from the first updates.
+
+    The policy runs without gradient and without sampling: the training run is the same with
+    and without this callback.  Under ``torchrun``, rank 0 alone measures (each measurement
+    is made when a rollout ends, after every rank's first forward).
+
+    :param env_id: the level whose bot states are measured (e.g. the training env's).
+    :param every: updates between measurements.
+    :param run_dir: the run's log folder.
+    :param num_states: bot states measured.
+    :param seed: seeds the bot's episodes (keep it apart from the training envs' seeds).
+    :param env_kwargs: extra ``gym.make`` arguments.
+    :param probes: also log the probe observations (levels with English GoTo/PickUp missions).
+    """
+
+    FIELDS = (
+        "frames",
+        "updates",
+        "bot_agreement",
+        "constant_agreement",
+        "agreement_gain",
+        "state_dependence",
+        "value_mean",
+        "value_std",
+    )
+
+    def __init__(
+        self,
+        env_id: str,
+        every: int,
+        run_dir: str | Path,
+        num_states: int = 200,
+        seed: int = 100_000,
+        env_kwargs: dict[str, Any] | None = None,
+        probes: bool = True,
+    ) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be at least 1 update, got {every}")
+        self.env_id = env_id
+        self.every = every
+        self.run_dir = Path(run_dir)
+        self.num_states = num_states
+        self.seed = seed
+        self.env_kwargs = env_kwargs
+        self.use_probes = probes
+        self.writer: SummaryWriter | None = None
+        self.history: list[dict[str, Any]] = []
+        self._rollouts = 0
+        self._last: int | None = None
+        self.ranks = current_ranks()
+
+    def _init_callback(self) -> None:
+        from babyai_text.observation import decode_observation
+        from glam_experiments.diagnostics import BotStates, probe_observations
+
+        self.ranks = current_ranks()
+        if not self.ranks.is_main:
+            return
+        self.states = BotStates.collect(self.env_id, self.num_states, seed=self.seed, env_kwargs=self.env_kwargs)
+        self.probes = probe_observations(self.env_id, self.seed, self.env_kwargs) if self.use_probes else None
+        first = decode_observation({k: v[0] for k, v in self.states.obs.items()})
+        self.action_names = first.action_names
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.run_dir))
+
+    @property
+    def step(self) -> int:
+        return self.num_timesteps * self.ranks.world_size
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _updates_done(self) -> int:
+        per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
+        return self.num_timesteps // per_rollout if per_rollout else self._rollouts
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        updates = self._updates_done() - 1
+        if updates % self.every == 0:
+            self.measure(updates)
+
+    def _on_training_end(self) -> None:
+        updates = self._updates_done()
+        if updates and self._last != updates:
+            self.measure(updates)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def measure(self, updates: int) -> None:
+        """Measure the current policy and log it at the current step."""
+        if self.writer is None:
+            return
+        from glam_experiments.diagnostics import measure
+
+        policy = self.model.policy
+        was_training = policy.training
+        policy.train(False)  # not set_training_mode: under torchrun that also counts an update
+        try:
+            result = measure(policy, self.states, probes=self.probes)
+        finally:
+            policy.train(was_training)
+        self._last = updates
+        step = self.step
+        row = {"frames": step, "updates": updates, **result.as_dict()}
+        self.history.append(row)
+        for key in self.FIELDS[2:]:
+            if row[key] is not None:
+                self.writer.add_scalar(f"grounding/{key}", row[key], step)
+        for probe, probs in result.probes.items():
+            for name, p in zip(self.action_names, probs, strict=True):
+                self.writer.add_scalar(f"probes/{probe}/{name}", p, step)
+        self.writer.flush()
+        csv_path = self.run_dir / "grounding.csv"
+        new = not csv_path.exists()
+        with open(csv_path, "a", newline="") as f:
+            rows = csv.writer(f)
+            if new:
+                rows.writerow(self.FIELDS)
+            rows.writerow(["" if row[k] is None else row[k] for k in self.FIELDS])
+
+
 def steps_table(episode: Any, updates: int | None = None) -> str:
     """A Markdown table of an :class:`~glam_experiments.recording.EpisodeRecord`, one row per step."""
     names = episode.steps[0].action_names if episode.steps else ()

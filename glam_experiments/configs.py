@@ -65,6 +65,14 @@ class LLMPPOConfig(PPOConfig):
     """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster on CPU (docs/benchmarks.md)"""
     micro_batch_size: int | None = None
     """chunks of a PPO minibatch recomputed in the backward pass (less memory, same gradients)"""
+    normalization: str = "sum"
+    """action score: sum of token log-probabilities (GLAM), or 'token' / 'word' normalised (TWOSOME)"""
+    value_features: str = "shared"
+    """shared: the value loss trains the LM too (GLAM); detached: the value head reads it without gradient"""
+    value_input_norm: bool = False
+    """standardise the value head's input per feature (running statistics of the update batches)"""
+    reward_scale: float = 1.0
+    """rewards multiplied by this in training (GLAM, BabyAI: 20); success is read from info"""
 
     def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
         """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""
@@ -82,6 +90,9 @@ class LLMPPOConfig(PPOConfig):
             "top_k": self.top_k,
             "lm_learning_rate": self.lm_learning_rate,
             "micro_batch_size": self.micro_batch_size,
+            "normalization": self.normalization,
+            "value_features": self.value_features,
+            "value_input_norm": self.value_input_norm,
             "prompt_template": PromptTemplate(history=self.prompt_history),
         }
 

@@ -66,7 +66,7 @@ def main(args: Args) -> None:
     )
 
     print(f"2/4 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.n_envs} envs)")
-    env = make_text_vec_env(args.env_id, args.n_envs, args.seed)
+    env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     model = args.make(env, seed=args.seed)
     run_dir = args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}"
     train(model, args.total_timesteps, run_dir, save_model=True)

@@ -140,7 +140,7 @@ class _Decider:
             prompt = policy.prompts(tensor)[0][0]
             out = policy.score(tensor)
             probs = torch.softmax(out.scores.float(), dim=-1)
-            value = float(policy.value_net(out.hidden).float().item())
+            value = float(policy.values(out.hidden).item())
         elif self.kind == "actor-critic":
             probs = policy.get_distribution(tensor).distribution.probs
             value = float(policy.predict_values(tensor).item())

@@ -25,8 +25,10 @@ from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
 from llm_policy.models import DEFAULT_MODEL, DeviceMap, MaxMemory, check_placement, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, Normalization, Scores, Strategy
+from llm_policy.value_head import RunningStandardizer
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+VALUE_FEATURES: tuple[str, ...] = ("shared", "detached")
 
 #: The LM's default learning rate: GLAM fine-tuned Flan-T5 with 1e-6.  SB3's 3e-4 (kept for
 #: the value head) on every LM weight, with PPO's 10 epochs, wrecks a pretrained LM.
@@ -76,6 +78,13 @@ class LLMPolicy(ActorCriticPolicy):
     :param prompt_template: how observations become prompts (GLAM's by default).
     :param value_head: hidden sizes of the value MLP (GLAM: 1024, 1024).
     :param value_activation: ``"sigmoid"`` (GLAM), ``"tanh"``, ``"relu"`` or ``"gelu"``.
+    :param value_features: ``"shared"`` (GLAM): the value loss trains the LM's trainable
+        weights too; ``"detached"`` (TWOSOME, POAD): the value head reads the same hidden
+        state without gradient into the LM, so the critic cannot pull the policy's features
+        (nor, under PPO's gradient-norm clip, shrink the policy's gradient).
+    :param value_input_norm: standardise the value head's input per feature with running
+        statistics of the update batches (:class:`~llm_policy.value_head.RunningStandardizer`):
+        an LM's last hidden state is dominated by a few large, nearly constant dimensions.
     :param lm_learning_rate: learning rate of the LM's trainable weights (GLAM's 1e-6 by
         default; the value head keeps PPO's ``learning_rate``); ``None`` uses PPO's rate for
         the LM too.  It follows PPO's schedule proportionally.
@@ -114,6 +123,8 @@ class LLMPolicy(ActorCriticPolicy):
         prompt_template: PromptTemplate | None = None,
         value_head: tuple[int, ...] = (1024, 1024),
         value_activation: str = "sigmoid",
+        value_features: str = "shared",
+        value_input_norm: bool = False,
         lm_learning_rate: float | None = DEFAULT_LM_LEARNING_RATE,
         micro_batch_size: int | None = None,
         gradient_checkpointing: bool = False,
@@ -149,6 +160,8 @@ class LLMPolicy(ActorCriticPolicy):
             raise ValueError(f"LLMPolicy needs a Discrete action space, got {action_space}")
         if value_activation not in _ACTIVATIONS:
             raise ValueError(f"value_activation must be one of {sorted(_ACTIVATIONS)}, got {value_activation!r}")
+        if value_features not in VALUE_FEATURES:
+            raise ValueError(f"value_features must be one of {VALUE_FEATURES}, got {value_features!r}")
         if micro_batch_size is not None and micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
         if autocast not in (True, False, "auto"):
@@ -188,6 +201,8 @@ class LLMPolicy(ActorCriticPolicy):
         self.prompt_template = prompt_template or PromptTemplate()
         self.value_head_sizes = tuple(value_head)
         self.value_activation = value_activation
+        self.value_features = value_features
+        self.value_input_norm = value_input_norm
         self.lm_learning_rate = lm_learning_rate
         self.micro_batch_size = micro_batch_size
         self.gradient_checkpointing = gradient_checkpointing
@@ -243,7 +258,7 @@ class LLMPolicy(ActorCriticPolicy):
                         stacklevel=2,
                     )
         hidden = hf_model.config.get_text_config().hidden_size
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [RunningStandardizer(hidden)] if self.value_input_norm else []
         for size in self.value_head_sizes:
             layers += [nn.Linear(hidden, size), _ACTIVATIONS[self.value_activation]()]
             hidden = size
@@ -294,6 +309,8 @@ class LLMPolicy(ActorCriticPolicy):
             prompt_template=self.prompt_template,
             value_head=self.value_head_sizes,
             value_activation=self.value_activation,
+            value_features=self.value_features,
+            value_input_norm=self.value_input_norm,
             lm_learning_rate=self.lm_learning_rate,
             micro_batch_size=self.micro_batch_size,
             gradient_checkpointing=self.gradient_checkpointing,
@@ -392,7 +409,7 @@ class LLMPolicy(ActorCriticPolicy):
         out = self.score(obs)
         distribution = self._distribution(out.scores)
         actions = distribution.get_actions(deterministic=deterministic)
-        values = self.value_net(out.hidden).float()
+        values = self.values(out.hidden)
         return actions, values, distribution.log_prob(actions).float()
 
     def evaluate_actions(
@@ -400,14 +417,20 @@ class LLMPolicy(ActorCriticPolicy):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         out = self.score(obs)
         distribution = self._distribution(out.scores)
-        values = self.value_net(out.hidden).float()
+        values = self.values(out.hidden)
         return values, distribution.log_prob(actions).float(), distribution.entropy().float()
 
     def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
         return self._distribution(self.score(obs).scores)
 
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The value head on the LM's hidden states (``(batch, 1)`` fp32), per :attr:`value_features`."""
+        if self.value_features == "detached":
+            hidden = hidden.detach()
+        return self.value_net(hidden).float()
+
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
-        return self.value_net(self.score(obs, with_actions=False).hidden).float()
+        return self.values(self.score(obs, with_actions=False).hidden)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

@@ -1,0 +1,231 @@
+"""The recipe study: which PPO recipe turns SmolLM2-135M into a grounded agent on a CPU.
+
+    python -m glam_experiments.recipe_study run --arm critic --seed 1 [--frames 1536]
+    python -m glam_experiments.recipe_study report [studies/recipes]
+
+Each arm is a set of changes to :class:`glam_experiments.configs.LLMPPOConfig` (:data:`ARMS`).
+``run`` trains one arm with one seed for ``--frames`` env-steps on ``--env-id`` (stock SB3
+PPO, the grounding diagnostics logged every ``--grounding-every`` updates by
+:class:`~glam_experiments.callbacks.GroundingLogger`), then measures the trained policy:
+success on ``--episodes`` seeded evaluation episodes (actions sampled, Wilson 99 %
+interval, beside a random agent on the same episodes) and the grounding diagnostics on
+bot states from seeds no training env used.  It writes ``<out>/<arm>/seed<k>/result.json``
+(and the run's TensorBoard log, ``episodes.csv`` and ``grounding.csv``).  ``report`` prints
+a Markdown table over all results, one row per arm: mean ± sd over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from glam_experiments.configs import LLMPPOConfig
+
+#: The arms: changes to LLMPPOConfig's defaults.  "critic" is the references' critic (TWOSOME,
+#: POAD): value head on detached, standardised features at 10x the LM's rate.
+_CRITIC: dict[str, Any] = {"value_features": "detached", "value_input_norm": True, "learning_rate": 1e-3}
+ARMS: dict[str, dict[str, Any]] = {
+    "shipped": {},
+    "reward20": {"reward_scale": 20.0},
+    "advnorm": {"normalize_advantage": True},
+    "critic": {**_CRITIC},
+    "critic_advnorm": {**_CRITIC, "normalize_advantage": True},
+    "critic_reward20": {**_CRITIC, "reward_scale": 20.0},
+    "critic_lm3e-5": {**_CRITIC, "lm_learning_rate": 3e-5},
+    "critic_shared": {"value_input_norm": True, "learning_rate": 1e-3},
+    "critic_top4": {**_CRITIC, "top_k": 4},
+    "critic_lora": {**_CRITIC, "finetune": "lora"},
+    "critic_token": {**_CRITIC, "normalization": "token"},
+    "critic_rollout32": {**_CRITIC, "n_steps": 32},
+    "critic_history3": {**_CRITIC, "prompt_history": 3},
+}
+
+
+def arm_config(arm: str, base: LLMPPOConfig | None = None) -> LLMPPOConfig:
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}")
+    return replace(base or LLMPPOConfig(), **ARMS[arm])
+
+
+def run_arm(
+    arm: str,
+    seed: int,
+    env_id: str,
+    frames: int,
+    out: Path,
+    episodes: int = 50,
+    eval_seed: int = 5000,
+    grounding_states: int = 200,
+    grounding_every: int = 2,
+    eval_envs: int = 10,
+) -> dict[str, Any]:
+    """Train and measure one arm with one seed; returns (and writes) its result."""
+    from glam_baselines import RandomAgent
+    from glam_experiments.callbacks import GroundingLogger
+    from glam_experiments.diagnostics import BotStates, measure
+    from glam_experiments.envs import make_text_vec_env
+    from glam_experiments.evaluate import run_episodes, wilson_interval
+    from glam_experiments.training import train
+
+    config = arm_config(arm)
+    run_dir = out / arm / f"seed{seed}"
+    if (run_dir / "result.json").exists():
+        raise FileExistsError(f"{run_dir / 'result.json'} exists: remove the folder to run this arm and seed again")
+    env = make_text_vec_env(env_id, config.n_envs, seed, config.reward_scale)
+    model = config.make(env, seed=seed)
+    # bot states of the training-time diagnostics: seeds apart from the training envs' and the evaluation's
+    logger = GroundingLogger(env_id, grounding_every, run_dir, num_states=grounding_states, seed=eval_seed + 10_000)
+    wall, cpu = time.perf_counter(), time.process_time()
+    train(model, frames, run_dir, save_model=False, callbacks=[logger])
+    train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    env.close()
+
+    states = BotStates.collect(env_id, grounding_states, seed=eval_seed)
+    grounding = measure(model.policy, states)
+    successes = {}
+    for name, agent_of in (("trained", lambda _e: model), ("random", lambda e: RandomAgent(e.action_space, eval_seed))):
+        eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_envs)
+        eval_env.seed(eval_seed)
+        set_random_seed(eval_seed)
+        success, _ = run_episodes(agent_of(eval_env), eval_env, episodes)
+        eval_env.close()
+        low, high = wilson_interval(success)
+        successes[name] = {"rate": float(success.mean()), "low": low, "high": high, "episodes": len(success)}
+    result = {
+        "arm": arm,
+        "changes": ARMS[arm],
+        "config": asdict(config),
+        "seed": seed,
+        "env_id": env_id,
+        "frames": frames,
+        "train_wall_min": train_wall / 60,
+        "train_cpu_min": train_cpu / 60,
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "success": successes["trained"],
+        "random": successes["random"],
+        "grounding": grounding.as_dict(),
+        "grounding_curve": logger.history,
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    print(
+        f"{arm} seed {seed}: success {successes['trained']['rate']:.2f} (random {successes['random']['rate']:.2f}); "
+        f"{grounding.summary()}; {train_wall / 60:.1f} min"
+    )
+    return result
+
+
+def _stability(run_dir: Path) -> dict[str, float]:
+    """Mean approx KL and clip fraction over the updates, last entropy and explained variance."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    tags = set(acc.Tags().get("scalars", []))
+    out: dict[str, float] = {}
+    for tag, key, how in (
+        ("losses/approx_kl", "kl", np.mean),
+        ("losses/clipfrac", "clipfrac", np.mean),
+        ("losses/entropy", "entropy", lambda v: -v[-1]),
+        ("losses/explained_variance", "explained_variance", lambda v: np.mean(v[len(v) // 2 :])),
+    ):
+        if tag in tags:
+            out[key] = float(how(np.array([e.value for e in acc.Scalars(tag)])))
+    return out
+
+
+def _mean_sd(values: list[float], digits: int = 2) -> str:
+    arr = np.array(values, dtype=float)
+    return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1) if len(arr) > 1 else 0:.{digits}f}"
+
+
+def report(out: Path) -> str:
+    """A Markdown table of every result under ``out``: one row per arm, mean ± sd over seeds."""
+    results: dict[str, list[tuple[dict[str, Any], dict[str, float]]]] = {}
+    for path in sorted(out.glob("*/seed*/result.json")):
+        result = json.loads(path.read_text())
+        results.setdefault(result["arm"], []).append((result, _stability(path.parent)))
+    if not results:
+        raise FileNotFoundError(f"no result.json under {out}/<arm>/seed<k>/: run some arms first")
+    lines = [
+        "| arm | changes | seeds | frames | success | random | bot agreement (constant) | state dependence | "
+        "value sd | approx KL | clip frac | entropy | expl. var. | CPU min | gain / CPU min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = [a for a in ARMS if a in results] + sorted(set(results) - set(ARMS))
+    for arm in order:
+        rows = results[arm]
+        res = [r for r, _ in rows]
+        stab = [s for _, s in rows]
+        changes = ", ".join(f"{k}={v}" for k, v in res[0]["changes"].items()) or "—"
+        gain = [(r["success"]["rate"] - r["random"]["rate"]) / r["train_cpu_min"] for r in res]
+
+        def col(key: str, rows: list[dict[str, float]] = stab, digits: int = 2) -> str:
+            vals = [s[key] for s in rows if key in s]
+            return _mean_sd(vals, digits) if vals else "–"
+
+        values = [g["grounding"]["value_std"] for g in res if g["grounding"]["value_std"] is not None]
+        lines.append(
+            f"| {arm} | {changes} | {','.join(str(r['seed']) for r in res)} | {res[0]['frames']} | "
+            f"{_mean_sd([r['success']['rate'] for r in res])} | {_mean_sd([r['random']['rate'] for r in res])} | "
+            f"{_mean_sd([r['grounding']['bot_agreement'] for r in res])} "
+            f"({np.mean([r['grounding']['constant_agreement'] for r in res]):.2f}) | "
+            f"{_mean_sd([r['grounding']['state_dependence'] for r in res])} | "
+            f"{_mean_sd(values, 3) if values else '–'} | {col('kl', digits=3)} | {col('clipfrac')} | "
+            f"{col('entropy')} | {col('explained_variance')} | {_mean_sd([r['train_cpu_min'] for r in res], 1)} | "
+            f"{_mean_sd(gain, 3)} |"
+        )
+    episodes = {r["success"]["episodes"] for rows in results.values() for r, _ in rows}
+    lines.append("")
+    lines.append(
+        f"Success on {'/'.join(map(str, sorted(episodes)))} seeded evaluation episodes per run (actions sampled); "
+        "grounding on bot states of seeds no training env used; approx KL and clip fraction averaged over updates, "
+        "entropy of the last update, explained variance averaged over the second half; gain = success above random."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m glam_experiments.recipe_study", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and measure one arm with one seed")
+    run.add_argument("--arm", required=True, choices=sorted(ARMS))
+    run.add_argument("--seed", type=int, required=True)
+    run.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
+    run.add_argument("--frames", type=int, default=2048)
+    run.add_argument("--episodes", type=int, default=50)
+    run.add_argument("--grounding-states", type=int, default=200)
+    run.add_argument("--grounding-every", type=int, default=2)
+    run.add_argument("--out", type=Path, default=Path("studies/recipes"))
+    rep = sub.add_parser("report", help="a Markdown table of the results")
+    rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        print(report(args.out))
+        return
+    for name in ("frames", "episodes", "grounding_states", "grounding_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    run_arm(
+        args.arm,
+        args.seed,
+        args.env_id,
+        args.frames,
+        args.out,
+        args.episodes,
+        grounding_states=args.grounding_states,
+        grounding_every=args.grounding_every,
+    )
+
+
+if __name__ == "__main__":
+    main()
