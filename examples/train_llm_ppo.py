@@ -5,6 +5,7 @@
     python examples/train_llm_ppo.py --checkpoint-every 10 ...   # killed? then:
     python examples/train_llm_ppo.py --resume runs/<run name> ...  # same flags
     python examples/train_llm_ppo.py --record-every 4   # an episode of the policy in TensorBoard every 4 updates
+    python examples/train_llm_ppo.py --grounding-every 2  # bot agreement, state dependence, probes every 2 updates
 
 The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (the main job's
 CPU recipe by default) plus the run's own.  Logs ``charts/*`` and ``losses/*`` to
@@ -23,9 +24,10 @@ from typing import Literal
 
 import tyro
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from glam_experiments.callbacks import EpisodeRecorder
+from glam_experiments.callbacks import EpisodeRecorder, GroundingLogger
 from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
@@ -54,6 +56,11 @@ class Args(LLMPPOConfig):
     """a run folder (runs/<run name>) to continue from its last checkpoint, to --total-timesteps"""
     record_every: int | None = None
     """every N updates, one seeded episode of the current policy into TensorBoard (episode/frames, episode/steps)"""
+    grounding_every: int | None = None
+    """every N updates, bot agreement, state dependence, value spread and probe prompts into TensorBoard
+    (grounding/*, probes/*) and grounding.csv"""
+    grounding_states: int = 200
+    """bot states of the grounding diagnostics"""
 
 
 @record  # under torchrun, a rank's exception is reported with its traceback
@@ -75,7 +82,11 @@ def main(args: Args) -> PPO:
         run_dir = args.run_dir / broadcast_object(name, ranks)
         env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
         model = args.make(env, seed=seed, device=ranks.device)
-    recorders = [EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed)] if args.record_every else []
+    recorders: list[BaseCallback] = []
+    if args.record_every:
+        recorders.append(EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed))
+    if args.grounding_every:
+        recorders.append(GroundingLogger(args.env_id, args.grounding_every, run_dir, args.grounding_states))
     train(
         model,
         args.total_timesteps,

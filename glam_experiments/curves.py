@@ -165,17 +165,104 @@ def plot(runs: list[Path], png: Path, window: int = 100, title: str | None = Non
     plt.close(fig)
 
 
+#: TensorBoard tags of PPO's per-update statistics (CleanRL's names) in the diagnostics figure.
+STABILITY_TAGS = ("losses/approx_kl", "losses/clipfrac", "losses/entropy", "losses/explained_variance")
+
+
+def read_scalars(run_dir: Path, tags: tuple[str, ...] = STABILITY_TAGS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``tag -> (steps, values)`` of the run's TensorBoard scalars among ``tags`` (absent tags are left out)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    present = set(events.Tags().get("scalars", []))
+    out = {}
+    for tag in tags:
+        if tag in present:
+            scalars = events.Scalars(tag)
+            out[tag] = (np.array([e.step for e in scalars]), np.array([e.value for e in scalars], dtype=float))
+    return out
+
+
+def read_grounding(run_dir: Path) -> dict[str, np.ndarray]:
+    """The columns of the run's ``grounding.csv`` (:class:`~glam_experiments.callbacks.GroundingLogger`)."""
+    path = Path(run_dir) / "grounding.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train with --grounding-every N to measure the grounding")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in (rows[0] if rows else {})}
+
+
+def plot_diagnostics(run_dir: Path, png: Path, window: int = 20, title: str | None = None) -> None:
+    """One run's training diagnostics against frames, so that a run that stalls or peaks and falls
+    back shows why: success (moving mean over ``window`` episodes); bot agreement beside the best
+    constant action's, and state dependence; approx KL and clip fraction per update; entropy and
+    the value's explained variance per update."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(4, 1, figsize=(6.5, 9), sharex=True)
+    try:
+        frames, success = read_episodes(run_dir)
+        kernel = min(window, len(success))
+        axes[0].plot(frames[kernel - 1 :], np.convolve(success, np.ones(kernel) / kernel, mode="valid"))
+    except ValueError:
+        axes[0].text(0.5, 0.5, "no finished episode", ha="center", transform=axes[0].transAxes)
+    axes[0].set_ylabel(f"success\n(last {window} episodes)")
+    axes[0].set_ylim(0, 1)
+    if (Path(run_dir) / "grounding.csv").exists():
+        g = read_grounding(run_dir)
+        axes[1].plot(g["frames"], g["bot_agreement"], marker="o", label="bot agreement")
+        axes[1].plot(g["frames"], g["constant_agreement"], ls="--", color="grey", label="best constant action")
+        axes[1].plot(g["frames"], g["state_dependence"], marker="s", label="state dependence (TV)")
+        axes[1].legend(fontsize=7)
+    axes[1].set_ylabel("grounding")
+    axes[1].set_ylim(0, 1)
+    scalars = read_scalars(run_dir)
+    for ax, tags in ((axes[2], STABILITY_TAGS[:2]), (axes[3], STABILITY_TAGS[2:])):
+        for tag in tags:
+            if tag in scalars:
+                steps, values = scalars[tag]
+                # SB3 logs the entropy *loss* (minus the entropy)
+                ax.plot(steps, -values if tag == "losses/entropy" else values, marker=".", label=tag.split("/")[1])
+        ax.legend(fontsize=7)
+    axes[2].set_ylabel("per update")
+    axes[3].set_ylabel("per update")
+    axes[3].set_xlabel("frames")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        axes[0].set_title(title)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--bin", type=int, default=5000, help="frames per table row")
     parser.add_argument("--window", type=int, default=100, help="episodes in the plot's moving mean")
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument(
+        "--diagnostics",
+        type=Path,
+        default=None,
+        help="also plot the first run's success, grounding, approx KL, clip fraction, entropy and explained "
+        "variance against frames into this PNG",
+    )
     args = parser.parse_args(argv)
     print(markdown_table(args.runs, args.bin))
     if args.png:
         plot(args.runs, args.png, args.window)
         print(f"wrote {args.png}")
+    if args.diagnostics:
+        plot_diagnostics(args.runs[0], args.diagnostics)
+        print(f"wrote {args.diagnostics}")
 
 
 if __name__ == "__main__":

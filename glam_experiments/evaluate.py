@@ -36,6 +36,19 @@ BALROG_MAX_STEPS = 100
 #: z for a two-sided 99 % normal interval (as GLAM).
 Z99 = 2.5758
 
+
+def variant_suite(env_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``env_id`` and its generalization variants (GLAM's tests (b), (c), (e), (f) and colour synonyms)."""
+    return [
+        ("(a) no change", env_id, {}),
+        ("(b) renamed objects", env_id, {"variant": "RenamedObjects"}),
+        ("(c) invented words", env_id, {"variant": "InventedWords"}),
+        ("(c') colour synonyms", env_id, {"variant": "ColourSynonyms"}),
+        ("(e) synonym actions", env_id, {"variant": "SynonymActions"}),
+        ("(f) French", env_id, {"variant": "French"}),
+    ]
+
+
 #: Suites: (label, env id, env kwargs). "glam" is the paper's generalization figure;
 #: "balrog" is BALROG's BabyAI task set: GLAM's MixedTrainLocal level of each of its five
 #: task kinds, with BALROG's episode length, as array observations so that any of our
@@ -49,14 +62,8 @@ SUITES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("(e) synonym actions", "BabyAI-Text-MixedTrain-SynonymActions-v0", {}),
         ("(f) French (GoTo)", "BabyAI-Text-GoTo-French-v0", {}),
     ],
-    "small": [
-        ("(a) no change", "BabyAI-Text-GoToS5N2-v0", {}),
-        ("(b) renamed objects", "BabyAI-Text-GoToS5N2-v0", {"variant": "RenamedObjects"}),
-        ("(c) invented words", "BabyAI-Text-GoToS5N2-v0", {"variant": "InventedWords"}),
-        ("(c') colour synonyms", "BabyAI-Text-GoToS5N2-v0", {"variant": "ColourSynonyms"}),
-        ("(e) synonym actions", "BabyAI-Text-GoToS5N2-v0", {"variant": "SynonymActions"}),
-        ("(f) French", "BabyAI-Text-GoToS5N2-v0", {"variant": "French"}),
-    ],
+    "small": variant_suite("BabyAI-Text-GoToS5N2-v0"),
+    "small-pickup": variant_suite("BabyAI-Text-PickUpS5N2-v0"),
     "balrog": [
         (
             f"BabyAI-MixedTrainLocal-v0/{kind.replace(' ', '_')}",
@@ -84,6 +91,12 @@ class Result:
     """Wilson 99 % interval (valid at 0 and 1 successes too, where the normal one is 0 wide)"""
     mean_return: float
     return_ci99: float
+    bot_agreement: float | None = None
+    """grounding diagnostics (:mod:`glam_experiments.diagnostics`) on bot states of this test; ``None``: not
+    measured (``grounding_states=0``, or an agent whose answer depends on its past: recurrent, DQN, bot)"""
+    constant_agreement: float | None = None
+    state_dependence: float | None = None
+    value_std: float | None = None
 
 
 def confidence_halfwidth(values: np.ndarray) -> float:
@@ -222,6 +235,8 @@ def evaluate(
     deterministic: bool = False,
     llm_kwargs: dict[str, Any] | None = None,
     names: list[str] | None = None,
+    grounding_states: int = 0,
+    variant_episodes: int | None = None,
 ) -> list[Result]:
     """Every agent on every entry of ``suite``, on the same seeded episodes.
 
@@ -232,24 +247,36 @@ def evaluate(
     :param deterministic: greedy actions instead of sampling from the policy.
     :param llm_kwargs: extra :class:`LLMPolicy` arguments for zero-shot language models.
     :param names: the agents' names in the results (default: the specs).
+    :param grounding_states: also measure each stateless agent's grounding diagnostics on this many states
+        along the BabyAI bot's paths of each test (seeded ``seed``; :mod:`glam_experiments.diagnostics`); 0: none.
+    :param variant_episodes: episodes of the entries after the suite's first (default: ``episodes``).
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
-    if episodes < 1 or n_envs < 1:
-        raise ValueError(f"episodes and n_envs must be at least 1, got episodes={episodes}, n_envs={n_envs}")
+    if episodes < 1 or n_envs < 1 or (variant_episodes is not None and variant_episodes < 1):
+        raise ValueError(
+            f"episodes, variant_episodes and n_envs must be at least 1, got episodes={episodes}, "
+            f"variant_episodes={variant_episodes}, n_envs={n_envs}"
+        )
+    if grounding_states < 0:
+        raise ValueError(f"grounding_states must be >= 0, got {grounding_states}")
     if names is not None and len(names) != len(agents):
         raise ValueError(f"got {len(names)} names for {len(agents)} agents")
     results = []
     jobs = [(a, name, entry) for a, name in zip(agents, names or agents, strict=True) for entry in SUITES[suite]]
+    first_label = SUITES[suite][0][0]
+    states: dict[str, Any] = {}
     for k, (agent_spec, name, (label, env_id, kwargs)) in enumerate(jobs):
+        count = episodes if label == first_label or variant_episodes is None else variant_episodes
         env = DummyVecEnv([lambda env_id=env_id, kwargs=kwargs: gym.make(env_id, **kwargs)] * n_envs)
         env.seed(seed)
         agent = load_agent(agent_spec, env, llm_kwargs, seed=seed)
         set_random_seed(seed)  # the agents' own sampling is reproducible too
         desc = f"[{k + 1}/{len(jobs)}] {_short(name)}: {label}"
-        with tqdm(total=episodes, desc=desc, unit="episode") as progress:
-            success, returns = run_episodes(agent, env, episodes, deterministic, progress)
+        with tqdm(total=count, desc=desc, unit="episode") as progress:
+            success, returns = run_episodes(agent, env, count, deterministic, progress)
         low, high = wilson_interval(success)
+        grounding = _grounding(agent, label, env_id, kwargs, grounding_states, seed, states)
         results.append(
             Result(
                 agent=name,
@@ -262,10 +289,42 @@ def evaluate(
                 success_high=high,
                 mean_return=float(returns.mean()),
                 return_ci99=confidence_halfwidth(returns),
+                **grounding,
             )
         )
         env.close()
     return results
+
+
+def _grounding(
+    agent: Any, label: str, env_id: str, kwargs: dict[str, Any], num_states: int, seed: int, cache: dict[str, Any]
+) -> dict[str, float | None]:
+    """The grounding fields of a :class:`Result` (empty where not measured)."""
+    from glam_baselines import BotAgent
+    from glam_experiments.diagnostics import BotStates, measure
+
+    if not num_states or isinstance(agent, BotAgent) or not _is_measurable(agent):
+        return {}
+    if label not in cache:
+        cache[label] = BotStates.collect(env_id, num_states, seed=seed, env_kwargs=kwargs)
+    g = measure(agent, cache[label])
+    return {
+        "bot_agreement": g.bot_agreement,
+        "constant_agreement": g.constant_agreement,
+        "state_dependence": g.state_dependence,
+        "value_std": g.value_std,
+    }
+
+
+def _is_measurable(agent: Any) -> bool:
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from glam_baselines import RandomAgent
+
+    policy = getattr(agent, "policy", agent)
+    return isinstance(agent, RandomAgent) or (
+        _is_stateless_network_policy(agent) and isinstance(policy, ActorCriticPolicy)
+    )
 
 
 def markdown(results: list[Result]) -> str:
@@ -285,6 +344,31 @@ def markdown(results: list[Result]) -> str:
             interval = f"[{r.success_low:.2f}, {r.success_high:.2f}]"
             cells.append(f"{r.success_rate:.2f} {interval} | {rel} | {r.mean_return:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    measured = [r for r in results if r.bot_agreement is not None]
+    if measured:
+        lines += ["", grounding_markdown(results)]
+    return "\n".join(lines)
+
+
+def grounding_markdown(results: list[Result]) -> str:
+    """Bot agreement (best constant action's), state dependence and value spread per test and agent."""
+    agents = list(dict.fromkeys(r.agent for r in results if r.bot_agreement is not None))
+    labels = list(dict.fromkeys(r.label for r in results))
+    by_key = {(r.agent, r.label): r for r in results}
+    head = "| test (grounding) | best constant | "
+    head += " | ".join(f"{_short(a)}: bot agreement | state dep. | value sd" for a in agents) + " |"
+    lines = [head, "|---|---|" + "---|---|---|" * len(agents)]
+    for label in labels:
+        rows = [by_key.get((a, label)) for a in agents]
+        constant = next((r.constant_agreement for r in rows if r is not None and r.bot_agreement is not None), None)
+        cells = []
+        for r in rows:
+            if r is None or r.bot_agreement is None:
+                cells.append("– | – | –")
+                continue
+            value = "–" if r.value_std is None else f"{r.value_std:.3f}"
+            cells.append(f"{r.bot_agreement:.2f} | {r.state_dependence:.2f} | {value}")
+        lines.append(f"| {label} | {'–' if constant is None else f'{constant:.2f}'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -391,6 +475,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
     parser.add_argument(
+        "--variant-episodes",
+        type=_at_least_one,
+        default=None,
+        help="episodes of the tests after (a) (default: --episodes)",
+    )
+    parser.add_argument(
+        "--grounding-states",
+        type=int,
+        default=0,
+        help="also measure bot agreement and state dependence on this many bot states per test (0: no)",
+    )
+    parser.add_argument(
         "--prompt-history", type=int, default=None, help="zero-shot LMs: observations in the prompt (default: all)"
     )
     parser.add_argument(
@@ -410,7 +506,19 @@ def main(argv: list[str] | None = None) -> None:
         from babyai_text.prompt import PromptTemplate
 
         llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
-    results = evaluate(args.agent, args.suite, args.episodes, args.envs, args.seed, args.deterministic, llm_kwargs)
+    if args.grounding_states < 0:
+        parser.error(f"--grounding-states must be >= 0, got {args.grounding_states}")
+    results = evaluate(
+        args.agent,
+        args.suite,
+        args.episodes,
+        args.envs,
+        args.seed,
+        args.deterministic,
+        llm_kwargs,
+        grounding_states=args.grounding_states,
+        variant_episodes=args.variant_episodes,
+    )
     print(markdown(results))
     for path in write(results, out, overwrite=args.overwrite).values():
         print(f"wrote {path}")

@@ -63,11 +63,12 @@ def run_arm(
     env_id: str,
     frames: int,
     out: Path,
-    episodes: int = 50,
+    episodes: int = 30,
     eval_seed: int = 5000,
     grounding_states: int = 200,
-    grounding_every: int = 2,
+    grounding_every: int = 4,
     eval_envs: int = 10,
+    curve_states: int = 100,
 ) -> dict[str, Any]:
     """Train and measure one arm with one seed; returns (and writes) its result."""
     from glam_baselines import RandomAgent
@@ -84,7 +85,7 @@ def run_arm(
     env = make_text_vec_env(env_id, config.n_envs, seed, config.reward_scale)
     model = config.make(env, seed=seed)
     # bot states of the training-time diagnostics: seeds apart from the training envs' and the evaluation's
-    logger = GroundingLogger(env_id, grounding_every, run_dir, num_states=grounding_states, seed=eval_seed + 10_000)
+    logger = GroundingLogger(env_id, grounding_every, run_dir, num_states=curve_states, seed=eval_seed + 10_000)
     wall, cpu = time.perf_counter(), time.process_time()
     train(model, frames, run_dir, save_model=False, callbacks=[logger])
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -201,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--arm", required=True, choices=sorted(ARMS))
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
-    run.add_argument("--frames", type=int, default=2048)
-    run.add_argument("--episodes", type=int, default=50)
-    run.add_argument("--grounding-states", type=int, default=200)
-    run.add_argument("--grounding-every", type=int, default=2)
+    run.add_argument("--frames", type=int, default=1536)
+    run.add_argument("--episodes", type=int, default=30)
+    run.add_argument("--grounding-states", type=int, default=200, help="bot states of the final measurement")
+    run.add_argument("--curve-states", type=int, default=100, help="bot states measured during training")
+    run.add_argument("--grounding-every", type=int, default=4)
     run.add_argument("--out", type=Path, default=Path("studies/recipes"))
     rep = sub.add_parser("report", help="a Markdown table of the results")
     rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "report":
         print(report(args.out))
         return
-    for name in ("frames", "episodes", "grounding_states", "grounding_every"):
+    for name in ("frames", "episodes", "grounding_states", "grounding_every", "curve_states"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     run_arm(
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         args.episodes,
         grounding_states=args.grounding_states,
         grounding_every=args.grounding_every,
+        curve_states=args.curve_states,
     )
 
 

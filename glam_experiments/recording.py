@@ -35,6 +35,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 import babyai_text  # noqa: F401  (registers the ids)
 from babyai_text.observation import decode_observation
 from glam_baselines import BotAgent, RandomAgent
+from glam_experiments.diagnostics import argmax_agreement, bot_action
 from glam_experiments.evaluate import load_agent
 
 
@@ -59,6 +60,8 @@ class StepRecord:
     """the exact text a language-model agent scored its actions after"""
     obs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """the raw observation (batch of one), to recompute the decision"""
+    bot_action: int | None = None
+    """what the BabyAI bot would do from this state (:func:`glam_experiments.diagnostics.bot_action`)"""
 
 
 @dataclass
@@ -78,6 +81,14 @@ class EpisodeRecord:
     @property
     def episode_return(self) -> float:
         return self.steps[-1].cumulative_return if self.steps else 0.0
+
+    @property
+    def bot_agreement(self) -> float | None:
+        """Share of the steps whose most likely action is the bot's (ties share the credit)."""
+        steps = [s for s in self.steps if s.bot_action is not None]
+        if not steps:
+            return None
+        return argmax_agreement(np.stack([s.probabilities for s in steps]), np.array([s.bot_action for s in steps]))
 
 
 @dataclass
@@ -217,6 +228,7 @@ def record_episodes(
                 frame = env.render()
                 one = {key: value[0] for key, value in obs.items()}
                 text = decode_observation(one)
+                expert = bot_action(env)
                 decision = decider.decide(obs, episode_start=not steps)
                 step_obs = {key: value.copy() for key, value in obs.items()}
                 obs, rewards, dones, infos = vec.step(np.array([decision.action]))
@@ -236,6 +248,7 @@ def record_episodes(
                         cumulative_return=total,
                         prompt=decision.prompt,
                         obs=step_obs,
+                        bot_action=expert,
                     )
                 )
             records.append(EpisodeRecord(agent=name, env_id=env_id, seed=seed + k, steps=steps, success=success))

@@ -48,6 +48,7 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "action_names": list(step.action_names),
         "probabilities": [float(p) for p in step.probabilities],
         "action": step.action,
+        "bot_action": step.bot_action,
         "value": step.value,
         "reward": step.reward,
         "return": step.cumulative_return,
@@ -66,6 +67,7 @@ def viewer_data(records: Sequence[EpisodeRecord], title: str) -> dict[str, Any]:
                 "success": r.success,
                 "length": r.length,
                 "return": r.episode_return,
+                "bot_agreement": r.bot_agreement,
                 "steps": [_step_data(s) for s in r.steps],
             }
             for r in records

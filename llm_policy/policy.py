@@ -417,16 +417,22 @@ class LLMPolicy(ActorCriticPolicy):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         out = self.score(obs)
         distribution = self._distribution(out.scores)
-        values = self.values(out.hidden)
+        values = self.values(out.hidden, update_statistics=True)
         return values, distribution.log_prob(actions).float(), distribution.entropy().float()
 
     def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
         return self._distribution(self.score(obs).scores)
 
-    def values(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The value head on the LM's hidden states (``(batch, 1)`` fp32), per :attr:`value_features`."""
+    def values(self, hidden: torch.Tensor, update_statistics: bool = False) -> torch.Tensor:
+        """The value head on the LM's hidden states (``(batch, 1)`` fp32), per :attr:`value_features`.
+
+        :param update_statistics: add ``hidden`` to the input standardisation's statistics
+            (``value_input_norm``) first: PPO's update batches do, through :meth:`evaluate_actions`.
+        """
         if self.value_features == "detached":
             hidden = hidden.detach()
+        if update_statistics and self.value_input_norm and torch.is_grad_enabled():
+            self.value_net[0].update(hidden)
         return self.value_net(hidden).float()
 
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:

@@ -18,9 +18,9 @@ from torch import nn
 class RunningStandardizer(nn.Module):
     """``(x - mean) / std`` per feature, with the running statistics of the training batches.
 
-    The statistics are updated only by forward passes in training mode with gradients
-    enabled (PPO's update epochs), so rollouts, evaluation and diagnostics read the policy
-    without changing it.  Under ``torch.distributed`` every rank updates with the moments
+    The statistics change only through :meth:`update`, which
+    :meth:`llm_policy.LLMPolicy.evaluate_actions` calls on each PPO minibatch, so rollouts,
+    evaluation and diagnostics read the policy without changing it.  Under ``torch.distributed`` every rank updates with the moments
     of all ranks' batches (one all-reduce), so the ranks keep identical statistics.  Before
     the first update a batch is standardised with its own statistics.
 
@@ -36,7 +36,8 @@ class RunningStandardizer(nn.Module):
         self.register_buffer("m2", torch.zeros(size, dtype=torch.float64))
 
     @torch.no_grad()
-    def _update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor) -> None:
+        """Add the rows of ``x`` (and, under ``torch.distributed``, every rank's) to the statistics."""
         x = x.detach().double().reshape(-1, x.shape[-1])
         moments = torch.cat([x.new_tensor([len(x)]), x.sum(0), (x * x).sum(0)])
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -51,8 +52,6 @@ class RunningStandardizer(nn.Module):
         self.count.copy_(count)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled():
-            self._update(x)
         if self.count > 1:
             mean, var = self.mean, self.m2 / (self.count - 1)
         else:

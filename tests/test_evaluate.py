@@ -259,3 +259,31 @@ def test_balrog_suite_is_balrogs_task_set_and_takes_our_agents(tmp_path, tiny_ll
     PPO(LLMPolicy, env, n_steps=4, batch_size=4, policy_kwargs={"model": tiny_llama}).save(tmp_path / "llm.zip")
     (result, *_) = evaluate([str(tmp_path / "llm.zip")], "balrog", episodes=1, n_envs=1)
     assert result.label == labels[0] and result.episodes == 1
+
+
+def test_grounding_columns_and_variant_episodes(tmp_path, tiny_llama: str, capsys) -> None:
+    main(
+        [
+            *("--agent", "random", "--agent", "bot", "--agent", tiny_llama),
+            *("--suite", "small-pickup", "--episodes", "3", "--variant-episodes", "2", "--envs", "2"),
+            *("--grounding-states", "10", "--out", str(tmp_path)),
+        ]
+    )
+    rows = json.loads((tmp_path / "evaluation.json").read_text())
+    assert [r["episodes"] for r in rows[: len(SUITES["small-pickup"])]] == [3] + [2] * (len(SUITES["small-pickup"]) - 1)
+    by_agent = {}
+    for r in rows:
+        by_agent.setdefault(r["agent"], []).append(r)
+    assert all(r["bot_agreement"] is None for r in by_agent["bot"])  # the bot is the reference
+    assert all(r["bot_agreement"] == pytest.approx(1 / 6) and r["value_std"] is None for r in by_agent["random"])
+    llm = by_agent[tiny_llama]
+    assert all(0 <= r["bot_agreement"] <= 1 and r["state_dependence"] >= 0 and r["value_std"] >= 0 for r in llm)
+    # the same bot states for every agent of a test
+    assert {r["constant_agreement"] for r in by_agent["random"]} >= {llm[0]["constant_agreement"]}
+    printed = capsys.readouterr().out
+    assert "| test (grounding) | best constant |" in printed and "bot agreement | state dep. | value sd" in printed
+
+
+def test_grounding_states_must_not_be_negative(tiny_llama: str) -> None:
+    with pytest.raises(ValueError, match="grounding_states"):
+        evaluate(["random"], "small", episodes=1, grounding_states=-1)

@@ -125,8 +125,12 @@ def test_bot_solves_and_probabilities_are_one_hot(tmp_path: Path) -> None:
     assert record.success and record.episode_return > 0
     for step in record.steps:
         assert step.probabilities[step.action] == 1.0 and step.value is None and step.prompt is None
+    # a fresh plan from each state gives the action the bot playing the episode took
+    assert [s.bot_action for s in record.steps] == [s.action for s in record.steps]
+    assert record.bot_agreement == 1.0
     _, data = parse(write_html([record], tmp_path / "bot.html"))
-    assert data["episodes"][0]["success"] is True
+    assert data["episodes"][0]["success"] is True and data["episodes"][0]["bot_agreement"] == 1.0
+    assert data["episodes"][0]["steps"][0]["bot_action"] == record.steps[0].action
 
 
 def test_dqn_probabilities_are_epsilon_greedy(tmp_path: Path) -> None:
