@@ -100,10 +100,23 @@ def group_bins(runs: list[Path], bin_size: int) -> list[BinStats]:
     return stats
 
 
+def has_finished_episodes(run_dir: Path) -> bool:
+    """Whether the run logged at least one finished episode (a short run may have none)."""
+    try:
+        return len(read_episodes(run_dir)[0]) > 0
+    except ValueError:
+        return False
+
+
 def markdown_table(runs: list[Path], bin_size: int) -> str:
-    """One table per group: success rate per frame bin, mean ± std over seeds."""
+    """One table per group: success rate per frame bin, mean ± std over seeds (a group whose
+    runs finished no episode says so)."""
     lines = []
     for name, members in group_runs(runs).items():
+        members = [r for r in members if has_finished_episodes(r)]
+        if not members:
+            lines += [f"**{name}** — no finished episode yet", ""]
+            continue
         frames = [int(read_episodes(r)[0].max()) for r in members]
         lines += [f"**{name}** — {len(members)} seed(s), up to {max(frames):,} frames", ""]
         lines += [
@@ -141,7 +154,12 @@ def plot(runs: list[Path], png: Path, window: int = 100, title: str | None = Non
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
     for name, members in group_runs(runs).items():
+        members = [r for r in members if has_finished_episodes(r)]
+        if not members:
+            continue
+        plotted = True
         episodes = [read_episodes(r)[0] for r in members]
         start = max(f[min(window, len(f)) - 1] for f in episodes)
         end = min(int(f.max()) for f in episodes)  # frames every seed reached
@@ -156,7 +174,10 @@ def plot(runs: list[Path], png: Path, window: int = 100, title: str | None = Non
     ax.set_ylabel(f"success rate (last {window} episodes)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if plotted:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished episode yet", ha="center", transform=ax.transAxes)
     if title:
         ax.set_title(title)
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -205,12 +226,12 @@ def plot_diagnostics(run_dir: Path, png: Path, window: int = 20, title: str | No
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(4, 1, figsize=(6.5, 9), sharex=True)
-    try:
+    if has_finished_episodes(run_dir):
         frames, success = read_episodes(run_dir)
         kernel = min(window, len(success))
         axes[0].plot(frames[kernel - 1 :], np.convolve(success, np.ones(kernel) / kernel, mode="valid"))
-    except ValueError:
-        axes[0].text(0.5, 0.5, "no finished episode", ha="center", transform=axes[0].transAxes)
+    else:
+        axes[0].text(0.5, 0.5, "no finished episode yet", ha="center", transform=axes[0].transAxes)
     axes[0].set_ylabel(f"success\n(last {window} episodes)")
     axes[0].set_ylim(0, 1)
     if (Path(run_dir) / "grounding.csv").exists():

@@ -94,3 +94,10 @@ def test_missing_or_empty_runs_are_errors(tmp_path) -> None:
     write_csv_run(tmp_path / "empty", [])
     with pytest.raises(ValueError, match="no finished episode"):
         read_episodes(tmp_path / "empty")
+
+
+def test_runs_without_a_finished_episode_are_reported_as_such(tmp_path, capsys) -> None:
+    write_csv_run(tmp_path / "short", [])
+    main([str(tmp_path / "short"), "--png", str(tmp_path / "c.png")])
+    assert "no finished episode yet" in capsys.readouterr().out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -124,6 +124,7 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
         str(tmp_path),
         "--viewer-episodes",
         "1",
+        *("--variant-episodes", "1", "--grounding-states", "8", "--nproc", "2"),
     ]
     printed = run_script("-m glam_experiments.main_job", *args)
     viewers = ("viewer_trained.html", "viewer_trained.gif", "viewer_zero_shot.html")
@@ -133,14 +134,19 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
         "evaluation.json",
         "evaluation.png",
         "learning_curve.png",
+        "diagnostics.png",
         *viewers,
     ):
         assert (tmp_path / name).exists(), name
     (run_dir,) = (tmp_path / "training").iterdir()
     assert (run_dir / "model.zip").exists() and (run_dir / "episodes.csv").exists()
+    assert (run_dir / "grounding.csv").exists()  # measured by rank 0 of the two training processes
     table = (tmp_path / "evaluation.md").read_text()
     assert "zero-shot" in table and "after 64 PPO steps" in table and "random" in table
-    assert "zero-shot ->" in printed and "trained (random agent" in printed
+    assert "| test (grounding) | best constant |" in table
+    assert "zero-shot ->" in printed and "trained; random agent" in printed
+    assert "learning NOT shown" in printed or "learning shown" in printed
+    assert "trained 99 % interval above random's" in printed and "state dependence" in printed
 
 
 def test_default_settings_run(tmp_path, tiny_llama: str) -> None:
