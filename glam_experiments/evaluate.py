@@ -228,7 +228,7 @@ def _is_stateless_network_policy(agent: Any) -> bool:
 
 def evaluate(
     agents: list[str],
-    suite: str,
+    suite: str | list[tuple[str, str, dict[str, Any]]],
     episodes: int = 100,
     n_envs: int = 4,
     seed: int = 0,
@@ -241,6 +241,7 @@ def evaluate(
     """Every agent on every entry of ``suite``, on the same seeded episodes.
 
     :param agents: agent specs (see :func:`load_agent`).
+    :param suite: a name of :data:`SUITES`, or its own list of ``(label, env id, env kwargs)`` tests.
     :param episodes: episodes per agent and suite entry.
     :param n_envs: envs stepped together (LM agents score them in one batch).
     :param seed: seeds the envs' episodes and the agents' sampling.
@@ -251,8 +252,14 @@ def evaluate(
         along the BabyAI bot's paths of each test (seeded ``seed``; :mod:`glam_experiments.diagnostics`); 0: none.
     :param variant_episodes: episodes of the entries after the suite's first (default: ``episodes``).
     """
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    if isinstance(suite, str):
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+        entries = SUITES[suite]
+    else:
+        entries = list(suite)
+        if not entries:
+            raise ValueError("the suite has no test")
     if episodes < 1 or n_envs < 1 or (variant_episodes is not None and variant_episodes < 1):
         raise ValueError(
             f"episodes, variant_episodes and n_envs must be at least 1, got episodes={episodes}, "
@@ -263,8 +270,8 @@ def evaluate(
     if names is not None and len(names) != len(agents):
         raise ValueError(f"got {len(names)} names for {len(agents)} agents")
     results = []
-    jobs = [(a, name, entry) for a, name in zip(agents, names or agents, strict=True) for entry in SUITES[suite]]
-    first_label = SUITES[suite][0][0]
+    jobs = [(a, name, entry) for a, name in zip(agents, names or agents, strict=True) for entry in entries]
+    first_label = entries[0][0]
     states: dict[str, Any] = {}
     for k, (agent_spec, name, (label, env_id, kwargs)) in enumerate(jobs):
         count = episodes if label == first_label or variant_episodes is None else variant_episodes

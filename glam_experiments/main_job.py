@@ -32,7 +32,7 @@ import tyro
 from babyai_text.prompt import PromptTemplate
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
-from glam_experiments.evaluate import Result, evaluate, markdown, write
+from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
 from glam_experiments.recording import record_episodes
 from glam_experiments.viewer import write_gif, write_html
 
@@ -48,19 +48,17 @@ class Args(LLMPPOConfig):
     """The PPO and policy flags are :class:`LLMPPOConfig`'s (whose defaults are this job's)."""
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
-    """training level (the ``small-pickup`` evaluation suite is built on PickUpS5N2; a random agent succeeds 14 %)"""
-    suite: str = "small-pickup"
-    """evaluation suite: the training level first, then its generalization variants"""
+    """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
     total_timesteps: int = 4096
     """PPO env-steps (all ranks together)"""
     nproc: int = 2
     """training processes (torchrun, gloo): 2 use both cores of a 2-core CPU, 1.5x the frames of one process"""
     episodes: int = 100
     """evaluation episodes of the training level per agent"""
-    variant_episodes: int = 20
-    """evaluation episodes of each generalization variant per agent"""
+    variant_episodes: int = 10
+    """evaluation episodes of each generalization variant per agent (0: the training level only)"""
     grounding_states: int = 300
-    """bot states of the grounding diagnostics per test"""
+    """bot states of the grounding diagnostics on the training level"""
     grounding_every: int = 4
     """updates between grounding measurements during training"""
     eval_envs: int = 10
@@ -155,21 +153,22 @@ def main(args: Args) -> None:
         raise SystemExit(f"--nproc must be at least 1, got {args.nproc}")
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {args.total_timesteps} PPO steps"
-    eval_kwargs = {
-        "episodes": args.episodes,
-        "variant_episodes": args.variant_episodes,
-        "n_envs": args.eval_envs,
-        "seed": args.eval_seed,
-        "grounding_states": args.grounding_states,
-    }
+    suite = variant_suite(args.env_id)
+    level, variants = suite[:1], suite[1:]
+
+    def evaluate_all(agents: list[str], names: list[str], kwargs: dict | None) -> list[Result]:
+        """The training level with the grounding diagnostics, then the variants with fewer episodes."""
+        common = {"n_envs": args.eval_envs, "seed": args.eval_seed, "llm_kwargs": kwargs, "names": names}
+        results = evaluate(agents, level, episodes=args.episodes, grounding_states=args.grounding_states, **common)
+        if variants and args.variant_episodes:
+            results += evaluate(agents, variants, episodes=args.variant_episodes, **common)
+        return results
 
     print(
         f"1/4 zero-shot evaluation of {args.model} and of a random agent ({args.episodes} episodes of "
         f"{args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
     )
-    before = evaluate(
-        [args.model, "random"], args.suite, llm_kwargs=llm_kwargs, names=[zero_shot, "random"], **eval_kwargs
-    )
+    before = evaluate_all([args.model, "random"], [zero_shot, "random"], llm_kwargs)
 
     print(
         f"2/4 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.nproc} process"
@@ -179,7 +178,7 @@ def main(args: Args) -> None:
     train_agent(args, run_dir)
 
     print("3/4 evaluation of the trained agent")
-    after = evaluate([str(run_dir / "model.zip")], args.suite, names=[trained], **eval_kwargs)
+    after = evaluate_all([str(run_dir / "model.zip")], [trained], None)
 
     print(f"4/4 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
     viewers = []

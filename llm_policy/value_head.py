@@ -20,9 +20,10 @@ class RunningStandardizer(nn.Module):
 
     The statistics change only through :meth:`update`, which
     :meth:`llm_policy.LLMPolicy.evaluate_actions` calls on each PPO minibatch, so rollouts,
-    evaluation and diagnostics read the policy without changing it.  Under ``torch.distributed`` every rank updates with the moments
-    of all ranks' batches (one all-reduce), so the ranks keep identical statistics.  Before
-    the first update a batch is standardised with its own statistics.
+    evaluation and diagnostics read the policy without changing it.  Under
+    ``torch.distributed`` every rank updates with the moments of all ranks' batches (one
+    all-reduce), so the ranks keep identical statistics.  Before the first update a batch
+    is standardised with its own statistics.
 
     :param size: number of features.
     :param eps: added to the variance.

@@ -52,6 +52,8 @@ def test_zoo_llm_ppo_is_the_configs(env_id: str, config: LLMPPOConfig) -> None:
     _assert_ppo_settings(entry, config)
     assert entry["policy"] == "llm_policy.LLMPolicy"
     assert _evaluated_policy_kwargs(entry) == config.policy_kwargs()
+    wrappers = [{"glam_experiments.envs.ScaleReward": {"scale": config.reward_scale}}]
+    assert entry.get("env_wrapper") == (wrappers if config.reward_scale != 1.0 else None)
 
 
 def _script_args(path: str):

@@ -20,7 +20,9 @@ ENV = "BabyAI-Text-PickUpS5N2-v0"
 
 def tiny_ppo(model_dir: str) -> PPO:
     torch.manual_seed(0)
-    return PPO(LLMPolicy, gym.make(ENV), n_steps=4, batch_size=4, n_epochs=1, seed=0, policy_kwargs={"model": model_dir})
+    return PPO(
+        LLMPolicy, gym.make(ENV), n_steps=4, batch_size=4, n_epochs=1, seed=0, policy_kwargs={"model": model_dir}
+    )
 
 
 def test_measures_after_every_n_updates_and_at_the_end(tiny_llama: str, tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ ENV_ID = "BabyAI-Text-GoToS5N2-v0"
 
 def make_ppo(model: str, **policy_kwargs) -> PPO:
     env = DummyVecEnv([lambda: gym.make(ENV_ID)] * 2)
-    return PPO(LLMPolicy, env, n_steps=8, batch_size=8, n_epochs=2, seed=0, policy_kwargs={"model": model, **policy_kwargs})
+    return PPO(
+        LLMPolicy, env, n_steps=8, batch_size=8, n_epochs=2, seed=0, policy_kwargs={"model": model, **policy_kwargs}
+    )
 
 
 def test_standardizer_keeps_running_statistics_of_training_batches() -> None:
