@@ -6,8 +6,9 @@ from these dataclasses; a test checks that ``hyperparams/*.yml`` says the same. 
 configuration is its script's, ``examples/train_drrn.py``: nothing else trains DRRN.)
 
 - :class:`LLMPPOConfig`: stock SB3 PPO with :class:`llm_policy.LLMPolicy`.  Its defaults are
-  the CPU recipe of the main job (SmolLM2-135M, top-2 blocks, one-observation prompts,
-  8 envs × 16 steps, 4 epochs of minibatch 64); :data:`GLAM_LLM_PPO` is the paper's.
+  the CPU recipe of the main job (SmolLM2-135M, top-2 blocks at 3e-5, one-observation
+  prompts, a critic on detached standardised features at 1e-3, rewards ×20, 8 envs × 16
+  steps, 4 epochs of minibatch 64); :data:`GLAM_LLM_PPO` is the paper's.
 - :class:`SymbolicPPOConfig`: BabyAI's Symbolic-PPO (FiLM CNN + LSTM, rewards ×20).
 """
 
@@ -49,7 +50,12 @@ class PPOConfig:
 
 @dataclass
 class LLMPPOConfig(PPOConfig):
-    """PPO with a language model as the policy (GLAM); defaults: the main job's CPU recipe."""
+    """PPO with a language model as the policy (GLAM); defaults: the main job's CPU recipe, chosen by
+    the recipe study (docs/results.md): the references' critic — detached, standardised features at
+    10x the LM's rate (PPO's ``learning_rate`` is the value head's) — rewards x20, the LM at 3e-5."""
+
+    learning_rate: float = 1e-3
+    """the value head's rate, above the LM's ``lm_learning_rate`` (TWOSOME and POAD train the critic 10-50x faster)"""
 
     model: str = "SmolLM2-135M-Instruct"
     """built-in model, local directory or hub id"""
@@ -59,20 +65,21 @@ class LLMPPOConfig(PPOConfig):
     """full | lora | top_k | frozen"""
     top_k: int = 2
     """blocks trained with finetune top_k"""
-    lm_learning_rate: float | None = 1e-4
-    """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6)"""
+    lm_learning_rate: float | None = 3e-5
+    """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6; at 1e-4
+    PPO moved the policy by an approx KL of 0.1 per update, docs/results.md#recipe-study)"""
     prompt_history: int | None = 1
     """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster on CPU (docs/benchmarks.md)"""
     micro_batch_size: int | None = None
     """chunks of a PPO minibatch recomputed in the backward pass (less memory, same gradients)"""
     normalization: str = "sum"
     """action score: sum of token log-probabilities (GLAM), or 'token' / 'word' normalised (TWOSOME)"""
-    value_features: str = "shared"
-    """shared: the value loss trains the LM too (GLAM); detached: the value head reads it without gradient"""
-    value_input_norm: bool = False
+    value_features: str = "detached"
+    """detached: the value head reads the LM without gradient into it (TWOSOME, POAD); shared: GLAM's"""
+    value_input_norm: bool = True
     """standardise the value head's input per feature (running statistics of the update batches)"""
-    reward_scale: float = 1.0
-    """rewards multiplied by this in training (GLAM, BabyAI: 20); success is read from info"""
+    reward_scale: float = 20.0
+    """rewards multiplied by this in training (GLAM, BabyAI); success is read from info"""
 
     def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
         """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""
@@ -103,6 +110,8 @@ GLAM_LLM_PPO = LLMPPOConfig(
     finetune="full",
     learning_rate=1e-6,
     lm_learning_rate=1e-6,
+    value_features="shared",
+    value_input_norm=False,
     prompt_history=None,
     n_envs=32,
     n_steps=40,

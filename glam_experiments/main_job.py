@@ -20,13 +20,16 @@ probability it gave every action, step by step; :mod:`glam_experiments.viewer`),
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import tyro
 
 from babyai_text.prompt import PromptTemplate
@@ -49,7 +52,7 @@ class Args(LLMPPOConfig):
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
     """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
-    total_timesteps: int = 4096
+    total_timesteps: int = 2560
     """PPO env-steps (all ranks together)"""
     nproc: int = 2
     """training processes (torchrun, gloo): 2 use both cores of a 2-core CPU, 1.5x the frames of one process"""
@@ -59,12 +62,14 @@ class Args(LLMPPOConfig):
     """evaluation episodes of each generalization variant per agent (0: the training level only)"""
     grounding_states: int = 300
     """bot states of the grounding diagnostics on the training level"""
-    grounding_every: int = 4
+    grounding_every: int = 5
     """updates between grounding measurements during training"""
     eval_envs: int = 10
     eval_seed: int = 1000
     """seeds the evaluation episodes and bot states (apart from the training envs' seeds)"""
     seed: int = 1
+    eval_workers: int = 2
+    """evaluation processes (the trained and the zero-shot agent side by side, one thread each)"""
     viewer_episodes: int = 3
     """episodes of the trained and of the zero-shot agent in the episode viewers"""
     out: Path = Path("results")
@@ -85,7 +90,7 @@ def config_flags(config: LLMPPOConfig) -> list[str]:
 
 def _curve_states(args: Args) -> int:
     """Bot states measured during training (fewer than the evaluation's: they are measured many times)."""
-    return max(1, min(100, args.grounding_states))
+    return max(1, min(64, args.grounding_states))
 
 
 def train_agent(args: Args, run_dir: Path) -> None:
@@ -113,6 +118,18 @@ def train_agent(args: Args, run_dir: Path) -> None:
     (made,) = parent.iterdir()
     made.rename(run_dir)
     parent.rmdir()
+
+
+def evaluate_level_and_variants(job: tuple[Args, list[str], list[str], dict | None]) -> list[Result]:
+    """``(args, agents, names, llm_kwargs)``: the training level with the grounding diagnostics, then
+    its variants with fewer episodes (a function of its own so that a worker process can run it)."""
+    args, agents, names, llm_kwargs = job
+    suite = variant_suite(args.env_id)
+    common = {"n_envs": args.eval_envs, "seed": args.eval_seed, "llm_kwargs": llm_kwargs, "names": names}
+    results = evaluate(agents, suite[:1], episodes=args.episodes, grounding_states=args.grounding_states, **common)
+    if args.variant_episodes:
+        results += evaluate(agents, suite[1:], episodes=args.variant_episodes, **common)
+    return results
 
 
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:
@@ -149,41 +166,41 @@ def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tup
 
 def main(args: Args) -> None:
     start = time.perf_counter()
-    if args.nproc < 1:
-        raise SystemExit(f"--nproc must be at least 1, got {args.nproc}")
+    for flag in ("nproc", "eval_workers", "episodes"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {args.total_timesteps} PPO steps"
-    suite = variant_suite(args.env_id)
-    level, variants = suite[:1], suite[1:]
-
-    def evaluate_all(agents: list[str], names: list[str], kwargs: dict | None) -> list[Result]:
-        """The training level with the grounding diagnostics, then the variants with fewer episodes."""
-        common = {"n_envs": args.eval_envs, "seed": args.eval_seed, "llm_kwargs": kwargs, "names": names}
-        results = evaluate(agents, level, episodes=args.episodes, grounding_states=args.grounding_states, **common)
-        if variants and args.variant_episodes:
-            results += evaluate(agents, variants, episodes=args.variant_episodes, **common)
-        return results
+    model_zip = str(args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}" / "model.zip")
+    run_dir = Path(model_zip).parent
 
     print(
-        f"1/4 zero-shot evaluation of {args.model} and of a random agent ({args.episodes} episodes of "
-        f"{args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
-    )
-    before = evaluate_all([args.model, "random"], [zero_shot, "random"], llm_kwargs)
-
-    print(
-        f"2/4 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.nproc} process"
+        f"1/3 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.nproc} process"
         f"{'es' * (args.nproc > 1)} x {args.n_envs} envs)"
     )
-    run_dir = args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}"
     train_agent(args, run_dir)
 
-    print("3/4 evaluation of the trained agent")
-    after = evaluate_all([str(run_dir / "model.zip")], [trained], None)
+    print(
+        f"2/3 evaluation of the trained agent, {args.model} zero-shot and a random agent ({args.episodes} episodes "
+        f"of {args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
+        + (", two agents at a time" if args.eval_workers > 1 else "")
+    )
+    jobs = [([model_zip, "random"], [trained, "random"], None), ([args.model], [zero_shot], llm_kwargs)]
+    if args.eval_workers > 1:
+        # one thread per process: two single-threaded evaluations do more on two cores than one with two threads
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            args.eval_workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            done = list(pool.map(evaluate_level_and_variants, [(args, *job) for job in jobs]))
+    else:
+        done = [evaluate_level_and_variants((args, *job)) for job in jobs]
+    after, before = done
 
-    print(f"4/4 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
+    print(f"3/3 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
     viewers = []
     for name, spec, kwargs, slug in [
-        (trained, str(run_dir / "model.zip"), None, "trained"),
+        (trained, model_zip, None, "trained"),
         (zero_shot, args.model, llm_kwargs, "zero_shot"),
     ]:
         records = record_episodes(
@@ -193,7 +210,7 @@ def main(args: Args) -> None:
         if slug == "trained":
             viewers.append(write_gif(records, args.out / f"viewer_{slug}.gif"))
 
-    results = [r for r in before if r.agent == zero_shot] + after + [r for r in before if r.agent == "random"]
+    results = before + [r for r in after if r.agent == trained] + [r for r in after if r.agent == "random"]
     # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
     paths = write(results, args.out, overwrite=True)
     curve = args.out / "learning_curve.png"

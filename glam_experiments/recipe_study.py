@@ -45,6 +45,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "critic_reward20_lm1e-5": {**_CRITIC, "reward_scale": 20.0, "lm_learning_rate": 1e-5},
     "critic_shared": {"value_input_norm": True, "learning_rate": 1e-3},
     "critic_top4": {**_CRITIC, "top_k": 4},
+    "critic_reward20_top4": {**_CRITIC, "reward_scale": 20.0, "top_k": 4},
     "critic_lora": {**_CRITIC, "finetune": "lora"},
     "critic_token": {**_CRITIC, "normalization": "token"},
     "critic_rollout32": {**_CRITIC, "n_steps": 32},
