@@ -155,3 +155,21 @@ def test_default_settings_run(tmp_path, tiny_llama: str) -> None:
     run_script("default_settings_run.py", *args, "--out", str(out))
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 1e-6") or line.startswith("| 3e-4")]
     assert len(rows) == 2  # one update with each LM learning rate
+
+
+def test_learning_verdict_needs_every_criterion() -> None:
+    from glam_experiments.evaluate import Result
+    from glam_experiments.main_job import learning_verdict
+
+    def result(agent: str, low: float, high: float, **grounding) -> Result:
+        return Result(agent, "(a) no change", "env", 100, (low + high) / 2, 0.0, low, high, 0.0, 0.0, **grounding)
+
+    grounded = {"bot_agreement": 0.7, "constant_agreement": 0.38, "state_dependence": 0.3, "value_std": 1.0}
+    marginal = {**grounded, "bot_agreement": 0.4, "state_dependence": 0.05}
+    for trained, expected in ((result("t", 0.6, 0.8, **grounded), True), (result("t", 0.6, 0.8, **marginal), False)):
+        ok, lines = learning_verdict([result("z", 0.0, 0.05), trained, result("random", 0.1, 0.3)], "z", "t")
+        assert ok is expected and len(lines) == 4
+    ok, lines = learning_verdict(
+        [result("z", 0.0, 0.05), result("t", 0.2, 0.5, **grounded), result("random", 0.1, 0.3)], "z", "t"
+    )
+    assert not ok and lines[0].startswith("NOT met: trained 99 % interval above random's")

@@ -1,0 +1,76 @@
+"""Zero-shot grounding of SmolLM2-135M under several prompt formats (the table in docs/results.md).
+
+    python examples/zero_shot_prompts.py [--env-id BabyAI-Text-PickUpS5N2-v0] [--states 200]
+
+For GLAM's raw prompt and two chat-template prompts (SmolLM2's ``<|im_start|>`` turns; the
+action list in the system turn, the goal and observation in the user turn, the action as
+the assistant's answer, with or without a lead-in), each with summed and token-normalised
+action scores: bot agreement, state dependence and the mean action distribution on bot
+states, and the probe prompts (:mod:`glam_experiments.diagnostics`).  Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+
+from babyai_text.prompt import PromptTemplate
+from glam_experiments.diagnostics import BotStates, measure, probe_observations
+from llm_policy import LLMPolicy
+
+_SYSTEM = "<|im_start|>system\nYou are an agent in a small grid world. Your possible actions are: {actions}.<|im_end|>"
+TEMPLATES = {
+    "GLAM raw prompt": PromptTemplate(history=1),
+    "chat template": PromptTemplate(
+        history=1,
+        actions=_SYSTEM,
+        goal="<|im_start|>user\nYour goal: {mission}.",
+        observation="What you see: {sentences}.",
+        action="Which action do you take?<|im_end|>\n<|im_start|>assistant\n{action}",
+        action_prefix="",
+    ),
+    "chat template, lead-in": PromptTemplate(
+        history=1,
+        actions=_SYSTEM,
+        goal="<|im_start|>user\nYour goal: {mission}.",
+        observation="What you see: {sentences}.",
+        action="Which action do you take?<|im_end|>\n<|im_start|>assistant\nI take the action: {action}",
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
+    parser.add_argument("--model", default="SmolLM2-135M-Instruct")
+    parser.add_argument("--states", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=5000)
+    args = parser.parse_args()
+    states = BotStates.collect(args.env_id, args.states, seed=args.seed)
+    probes = probe_observations(args.env_id)
+    env = gym.make(args.env_id)
+    names = env.unwrapped.action_names
+    print("| prompt | scores | bot agreement (best constant) | state dependence | mean distribution |")
+    print("|---|---|---|---|---|")
+    for name, template in TEMPLATES.items():
+        for normalization in ("sum", "token"):
+            policy = LLMPolicy(
+                env.observation_space,
+                env.action_space,
+                lambda _: 0.0,
+                model=args.model,
+                finetune="frozen",
+                prompt_template=template,
+                normalization=normalization,
+            )
+            g = measure(policy, states, probes=probes)
+            mean = ", ".join(f"{n} {p:.2f}" for n, p in zip(names, g.mean_probabilities, strict=True))
+            print(
+                f"| {name} | {normalization} | {g.bot_agreement:.2f} ({g.constant_agreement:.2f}) | "
+                f"{g.state_dependence:.2f} | {mean} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
