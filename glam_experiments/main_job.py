@@ -120,16 +120,16 @@ def train_agent(args: Args, run_dir: Path) -> None:
     parent.rmdir()
 
 
-def evaluate_level_and_variants(job: tuple[Args, list[str], list[str], dict | None]) -> list[Result]:
-    """``(args, agents, names, llm_kwargs)``: the training level with the grounding diagnostics, then
-    its variants with fewer episodes (a function of its own so that a worker process can run it)."""
-    args, agents, names, llm_kwargs = job
+def evaluate_part(job: tuple[Args, list[str], list[str], dict | None, bool]) -> list[Result]:
+    """``(args, agents, names, llm_kwargs, level)``: the training level with the grounding diagnostics
+    (``level``), or its variants with fewer episodes; a function of its own so that a worker process
+    can run it.  Each part seeds its episodes itself: the results do not depend on which process runs it."""
+    args, agents, names, llm_kwargs, level = job
     suite = variant_suite(args.env_id)
     common = {"n_envs": args.eval_envs, "seed": args.eval_seed, "llm_kwargs": llm_kwargs, "names": names}
-    results = evaluate(agents, suite[:1], episodes=args.episodes, grounding_states=args.grounding_states, **common)
-    if args.variant_episodes:
-        results += evaluate(agents, suite[1:], episodes=args.variant_episodes, **common)
-    return results
+    if level:
+        return evaluate(agents, suite[:1], episodes=args.episodes, grounding_states=args.grounding_states, **common)
+    return evaluate(agents, suite[1:], episodes=args.variant_episodes, **common)
 
 
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:
@@ -185,17 +185,23 @@ def main(args: Args) -> None:
         f"of {args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
         + (", two agents at a time" if args.eval_workers > 1 else "")
     )
-    jobs = [([model_zip, "random"], [trained, "random"], None), ([args.model], [zero_shot], llm_kwargs)]
+    # the longest part first (the zero-shot agent fails every 25-step episode), so that the processes end together
+    agents = [([args.model], [zero_shot], llm_kwargs), ([model_zip, "random"], [trained, "random"], None)]
+    jobs = [(args, *agent, True) for agent in agents]
+    jobs += [(args, *agent, False) for agent in agents] if args.variant_episodes else []
     if args.eval_workers > 1:
         # one thread per process: two single-threaded evaluations do more on two cores than one with two threads
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             args.eval_workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
         ) as pool:
-            done = list(pool.map(evaluate_level_and_variants, [(args, *job) for job in jobs]))
+            parts = list(pool.map(evaluate_part, jobs))
     else:
-        done = [evaluate_level_and_variants((args, *job)) for job in jobs]
-    after, before = done
+        parts = [evaluate_part(job) for job in jobs]
+    # zero-shot first, then trained, then random; the training level before its variants
+    done = [r for part in parts for r in part]
+    order = {zero_shot: 0, trained: 1, "random": 2}
+    results = sorted(done, key=lambda r: order[r.agent])  # stable: level rows stay before variant rows
 
     print(f"3/3 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
     viewers = []
@@ -210,7 +216,6 @@ def main(args: Args) -> None:
         if slug == "trained":
             viewers.append(write_gif(records, args.out / f"viewer_{slug}.gif"))
 
-    results = before + [r for r in after if r.agent == trained] + [r for r in after if r.agent == "random"]
     # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
     paths = write(results, args.out, overwrite=True)
     curve = args.out / "learning_curve.png"
