@@ -19,24 +19,27 @@ from babyai_text.prompt import PromptTemplate
 from glam_experiments.diagnostics import BotStates, measure, probe_observations
 from llm_policy import LLMPolicy
 
-_SYSTEM = "<|im_start|>system\nYou are an agent in a small grid world. Your possible actions are: {actions}.<|im_end|>"
+
+def chat_template(answer: str, action_prefix: str) -> PromptTemplate:
+    """SmolLM2's chat turns: the action list in the system turn, goal and observation in the
+    user's, the action as the assistant's ``answer`` (``{action}`` at its end)."""
+    return PromptTemplate(
+        history=1,
+        actions="<|im_start|>system\nYou are an agent in a small grid world. "
+        "Your possible actions are: {actions}.<|im_end|>",
+        goal="<|im_start|>user\nYour goal: {mission}.",
+        observation="What you see: {sentences}.",
+        action="Which action do you take?<|im_end|>\n<|im_start|>assistant\n" + answer,
+        action_prefix=action_prefix,
+    )
+
+
 TEMPLATES = {
     "GLAM raw prompt": PromptTemplate(history=1),
-    "chat template": PromptTemplate(
-        history=1,
-        actions=_SYSTEM,
-        goal="<|im_start|>user\nYour goal: {mission}.",
-        observation="What you see: {sentences}.",
-        action="Which action do you take?<|im_end|>\n<|im_start|>assistant\n{action}",
-        action_prefix="",
-    ),
-    "chat template, lead-in": PromptTemplate(
-        history=1,
-        actions=_SYSTEM,
-        goal="<|im_start|>user\nYour goal: {mission}.",
-        observation="What you see: {sentences}.",
-        action="Which action do you take?<|im_end|>\n<|im_start|>assistant\nI take the action: {action}",
-    ),
+    # as measured for docs/results.md: the open slot loses its trailing newline (PromptTemplate strips
+    # it), so the action follows "<|im_start|>assistant" directly; the lead-in variant keeps the newline
+    "chat template": chat_template("{action}", ""),
+    "chat template, lead-in": chat_template("I take the action: {action}", " "),
 }
 
 

@@ -188,7 +188,63 @@ def _drop_rows_after(csv_path: Path, step: int) -> None:
         csv.writer(f).writerows(kept)
 
 
-class EpisodeRecorder(BaseCallback):
+class EveryNUpdates(BaseCallback):
+    """Acts on the policy after 0, ``every``, 2 ``every``... PPO updates and after the last one.
+
+    Each action happens when the rollout after that update ends: the policy has then run its
+    first forward, which a ``torchrun`` job needs before rank 0 may run one alone.  Updates are
+    counted from the frames, so a resumed run continues the count.  Subclasses implement
+    :meth:`act` (called with the number of updates done) and may close what they opened in
+    :meth:`close`.
+
+    :param every: updates between two actions.
+    """
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be at least 1 update, got {every}")
+        self.every = every
+        self._rollouts = 0
+        self._last: int | None = None
+        self.ranks = current_ranks()
+
+    @property
+    def step(self) -> int:
+        """Frames so far over all ranks."""
+        return self.num_timesteps * self.ranks.world_size
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _rollouts_done(self) -> int:
+        per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
+        return self.num_timesteps // per_rollout if per_rollout else self._rollouts
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        updates = self._rollouts_done() - 1  # updates done before this rollout was collected
+        if updates % self.every == 0:
+            self._act(updates)
+
+    def _on_training_end(self) -> None:
+        updates = self._rollouts_done()  # learn() ends with the update of its last rollout
+        if updates and self._last != updates:
+            self._act(updates)
+        self.close()
+
+    def _act(self, updates: int) -> None:
+        self.act(updates)
+        self._last = updates
+
+    def act(self, updates: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the callback opened (called at the end of training)."""
+
+
+class EpisodeRecorder(EveryNUpdates):
     """Every ``every`` updates, plays one seeded episode of the current policy and writes it
     to TensorBoard: ``episode/frames``, an animated GIF of the frames captioned with the
     chosen action and its probability (TensorBoard's Images tab, one per recording, with
@@ -222,11 +278,8 @@ class EpisodeRecorder(BaseCallback):
         deterministic: bool = False,
         max_steps: int | None = None,
     ) -> None:
-        super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be at least 1 update, got {every}")
+        super().__init__(every)
         self.env_id = env_id
-        self.every = every
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.seed = seed
         self.env_kwargs = env_kwargs
@@ -234,9 +287,6 @@ class EpisodeRecorder(BaseCallback):
         self.max_steps = max_steps
         self.writer: SummaryWriter | None = None
         self._own_writer = False
-        self._rollouts = 0
-        self._last_recorded: int | None = None
-        self.ranks = current_ranks()
 
     def _init_callback(self) -> None:
         self.ranks = current_ranks()
@@ -256,28 +306,10 @@ class EpisodeRecorder(BaseCallback):
             )
         self.writer = formats[0].writer
 
-    @property
-    def step(self) -> int:
-        return self.num_timesteps * self.ranks.world_size
+    def act(self, updates: int) -> None:
+        self.record(updates)
 
-    def _on_step(self) -> bool:
-        return True
-
-    def _rollouts_done(self) -> int:
-        """Rollouts collected so far, counted from the frames so that a resumed run continues the count."""
-        per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
-        return self.num_timesteps // per_rollout if per_rollout else self._rollouts
-
-    def _on_rollout_end(self) -> None:
-        self._rollouts += 1
-        updates = self._rollouts_done() - 1  # updates done before this rollout was collected
-        if updates % self.every == 0:
-            self.record(updates)
-
-    def _on_training_end(self) -> None:
-        updates = self._rollouts_done()  # learn() ends with the update of its last rollout
-        if updates and self._last_recorded != updates:
-            self.record(updates)
+    def close(self) -> None:
         if self._own_writer and self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -301,7 +333,6 @@ class EpisodeRecorder(BaseCallback):
             max_steps=self.max_steps,
         )
         policy.train(was_training)  # not set_training_mode: under torchrun that also counts an update
-        self._last_recorded = updates
         step = self.step
         _add_gif(self.writer, "episode/frames", gif_bytes([episode]), step)
         self.writer.add_text("episode/steps", steps_table(episode, updates), step)
@@ -310,7 +341,7 @@ class EpisodeRecorder(BaseCallback):
         self.writer.flush()
 
 
-class GroundingLogger(BaseCallback):
+class GroundingLogger(EveryNUpdates):
     """The grounding diagnostics (:mod:`glam_experiments.diagnostics`) of the policy being
     trained, after 0, ``every``, 2 ``every``... updates and after the last: on a fixed set of
     states along the BabyAI bot's paths, ``grounding/bot_agreement`` beside
@@ -354,11 +385,8 @@ class GroundingLogger(BaseCallback):
         env_kwargs: dict[str, Any] | None = None,
         probes: bool = True,
     ) -> None:
-        super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be at least 1 update, got {every}")
+        super().__init__(every)
         self.env_id = env_id
-        self.every = every
         self.run_dir = Path(run_dir)
         self.num_states = num_states
         self.seed = seed
@@ -366,9 +394,6 @@ class GroundingLogger(BaseCallback):
         self.use_probes = probes
         self.writer: SummaryWriter | None = None
         self.history: list[dict[str, Any]] = []
-        self._rollouts = 0
-        self._last: int | None = None
-        self.ranks = current_ranks()
 
     def _init_callback(self) -> None:
         from babyai_text.observation import decode_observation
@@ -384,27 +409,10 @@ class GroundingLogger(BaseCallback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(str(self.run_dir))
 
-    @property
-    def step(self) -> int:
-        return self.num_timesteps * self.ranks.world_size
+    def act(self, updates: int) -> None:
+        self.measure(updates)
 
-    def _on_step(self) -> bool:
-        return True
-
-    def _updates_done(self) -> int:
-        per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
-        return self.num_timesteps // per_rollout if per_rollout else self._rollouts
-
-    def _on_rollout_end(self) -> None:
-        self._rollouts += 1
-        updates = self._updates_done() - 1
-        if updates % self.every == 0:
-            self.measure(updates)
-
-    def _on_training_end(self) -> None:
-        updates = self._updates_done()
-        if updates and self._last != updates:
-            self.measure(updates)
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -422,7 +430,6 @@ class GroundingLogger(BaseCallback):
             result = measure(policy, self.states, probes=self.probes)
         finally:
             policy.train(was_training)
-        self._last = updates
         step = self.step
         row = {"frames": step, "updates": updates, **result.as_dict()}
         self.history.append(row)
