@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -361,7 +362,8 @@ class GroundingLogger(EveryNUpdates):
     :param num_states: bot states measured.
     :param seed: seeds the bot's episodes (keep it apart from the training envs' seeds).
     :param env_kwargs: extra ``gym.make`` arguments.
-    :param probes: also log the probe observations (levels with English GoTo/PickUp missions).
+    :param probes: also log the probe observations (levels with English GoTo/PickUp missions; on
+        other levels a warning says they are left out and the rest is measured).
     """
 
     FIELDS = (
@@ -403,7 +405,12 @@ class GroundingLogger(EveryNUpdates):
         if not self.ranks.is_main:
             return
         self.states = BotStates.collect(self.env_id, self.num_states, seed=self.seed, env_kwargs=self.env_kwargs)
-        self.probes = probe_observations(self.env_id, self.seed, self.env_kwargs) if self.use_probes else None
+        self.probes = None
+        if self.use_probes:
+            try:
+                self.probes = probe_observations(self.env_id, self.seed, self.env_kwargs)
+            except ValueError as err:  # the probes are templates for English GoTo/PickUp missions
+                warnings.warn(f"GroundingLogger logs no probe prompts: {err}", stacklevel=2)
         first = decode_observation({k: v[0] for k, v in self.states.obs.items()})
         self.action_names = first.action_names
         self.run_dir.mkdir(parents=True, exist_ok=True)

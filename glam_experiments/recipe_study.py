@@ -129,20 +129,18 @@ def run_arm(
 
 def _stability(run_dir: Path) -> dict[str, float]:
     """Mean approx KL and clip fraction over the updates, last entropy and explained variance."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from glam_experiments.curves import read_scalars
 
-    acc = EventAccumulator(str(run_dir))
-    acc.Reload()
-    tags = set(acc.Tags().get("scalars", []))
+    scalars = read_scalars(run_dir)
     out: dict[str, float] = {}
     for tag, key, how in (
         ("losses/approx_kl", "kl", np.mean),
         ("losses/clipfrac", "clipfrac", np.mean),
-        ("losses/entropy", "entropy", lambda v: -v[-1]),
+        ("losses/entropy", "entropy", lambda v: -v[-1]),  # SB3 logs the entropy loss, minus the entropy
         ("losses/explained_variance", "explained_variance", lambda v: np.mean(v[len(v) // 2 :])),
     ):
-        if tag in tags:
-            out[key] = float(how(np.array([e.value for e in acc.Scalars(tag)])))
+        if tag in scalars:
+            out[key] = float(how(scalars[tag][1]))
     return out
 
 

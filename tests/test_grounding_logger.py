@@ -88,3 +88,19 @@ def test_training_script_flag_and_diagnostics_figure(tiny_llama: str, tmp_path: 
     png = tmp_path / "diagnostics.png"
     plot_diagnostics(run, png, title="tiny")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_levels_without_english_goals_are_measured_without_probes(tiny_llama: str, tmp_path: Path) -> None:
+    logger = GroundingLogger(ENV, every=1, run_dir=tmp_path, num_states=4, env_kwargs={"variant": "French"})
+    model = PPO(
+        LLMPolicy,
+        gym.make(ENV, variant="French"),
+        n_steps=4,
+        batch_size=4,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs={"model": tiny_llama},
+    )
+    with pytest.warns(UserWarning, match="no probe prompts.*probe prompts need an English"):
+        model.learn(4, callback=logger)
+    assert logger.history and logger.history[0]["probes"] == {}
