@@ -270,7 +270,7 @@ class ActionScorer:
         """
         if self.sharing_disabled_reason is not None or self.min_shared_tokens is None or len(prompt_ids) < 2:
             return 0
-        # HF's checkpointed blocks drop past_key_values while training, so rows could not see the prefix
+        # HF's checkpointed blocks drop the cache while training, so rows could not see the prefix
         if self.model.training and any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
             return 0
         first = prompt_ids[0]
@@ -431,7 +431,7 @@ class ActionScorer:
         first = out.logits[:, -1].float().log_softmax(-1)  # predicts each candidate's first token
         token_logps = [first[rows, targets[:, 0]].unsqueeze(1)]
         if targets.shape[1] > 1:
-            cache = out.past_key_values
+            cache = out.cache
             cache.batch_repeat_interleave(num_actions)
             inputs = targets[:, :-1]
             prompt_lengths = mask.sum(-1)[rows]
@@ -439,7 +439,7 @@ class ActionScorer:
                 input_ids=inputs,
                 attention_mask=torch.cat([mask[rows], target_mask[:, :-1]], dim=1),
                 position_ids=prompt_lengths[:, None] + torch.arange(inputs.shape[1], device=ids.device),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             rest = cont.logits.float().log_softmax(-1)
@@ -554,7 +554,7 @@ class ActionScorer:
         if not prefix.kv:
             with self._lower_outputs() as lower:
                 out = self._base(inputs_embeds=embeds[:1, :shared], position_ids=positions[:1, :shared], use_cache=True)
-            self._keep_prefix(prefix, out.past_key_values, lower)
+            self._keep_prefix(prefix, out.cache, lower)
         rows = ids.shape[0]
         past = DynamicCache(
             ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix.kv]
@@ -565,7 +565,7 @@ class ActionScorer:
                 inputs_embeds=embeds[:, shared:],
                 attention_mask=self._packed_mask(segments[:, shared:], shared),
                 position_ids=positions[:, shared:],
-                past_key_values=past,
+                cache=past,
                 use_cache=True,
             )
         return kept, final, lower[0] if lower else None
@@ -577,13 +577,13 @@ class ActionScorer:
             out = self._base(**inputs)
             # under a device_map the base model answers on its last block's device
             final = out.last_hidden_state.to(keep.device)
-            return torch.take_along_dim(final, keep[:, :, None], dim=1), final, out.past_key_values
+            return torch.take_along_dim(final, keep[:, :, None], dim=1), final, out.cache
         keep_arg = {"logits_to_keep": keep} if self._keeps_logits else {}
         out = self.model(**inputs, output_hidden_states=True, **keep_arg)
         logits = out.logits
         if not keep_arg:
             logits = logits.gather(1, keep[:, :, None].expand(-1, -1, logits.shape[-1]))
-        return logits, out.hidden_states[-1], out.past_key_values
+        return logits, out.hidden_states[-1], out.cache
 
     def _run_packed(
         self, prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], prefix: _Prefix | None

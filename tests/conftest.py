@@ -11,6 +11,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,6 +23,35 @@ import pytest
 import babyai_text
 
 ALL_IDS = babyai_text.registered_ids()
+OUR_PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_experiments")
+
+
+def _called_from_our_code() -> bool:
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").split(".")[0] in OUR_PACKAGES:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _LoggedDeprecationsFail(logging.Handler):
+    """transformers announces many deprecations through its logger (``warning_once``), which warning filters
+    never see: one reached through our modules raises where it is logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "deprecated" in message.lower() and _called_from_our_code():
+            raise DeprecationWarning(f"{record.name}: {message}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logged_deprecations_fail() -> Iterator[None]:
+    handler = _LoggedDeprecationsFail(logging.WARNING)
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
 
 
 def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list:

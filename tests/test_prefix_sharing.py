@@ -326,17 +326,17 @@ def test_sliding_window_layers_do_not_share(word_llama) -> None:
 class _IgnoresThePast(LlamaModel):
     """Drops the past keys/values it is given (the rows' mask then has more columns than keys)."""
 
-    def forward(self, *args: Any, past_key_values: Any = None, **kwargs: Any) -> Any:
+    def forward(self, *args: Any, cache: Any = None, **kwargs: Any) -> Any:
         return super().forward(*args, **kwargs)
 
 
 class _ShiftsContinuations(LlamaModel):
     """Moves the positions of tokens that continue a cache, so shared rows would score differently."""
 
-    def forward(self, *args: Any, past_key_values: Any = None, position_ids: Any = None, **kwargs: Any) -> Any:
-        if past_key_values is not None and past_key_values.get_seq_length() > 0:
+    def forward(self, *args: Any, cache: Any = None, position_ids: Any = None, **kwargs: Any) -> Any:
+        if cache is not None and cache.get_seq_length() > 0:
             position_ids = position_ids + 1
-        return super().forward(*args, past_key_values=past_key_values, position_ids=position_ids, **kwargs)
+        return super().forward(*args, cache=cache, position_ids=position_ids, **kwargs)
 
 
 @pytest.mark.parametrize(
