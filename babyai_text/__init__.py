@@ -10,8 +10,11 @@
     info["descriptions"], info["mission"], env.unwrapped.action_names
     babyai_text.decode_observation(obs)   # the same text, from the array observation
 
-and GLAM's original ids (``BabyAI-MixedTrainLocal-v0``...; :mod:`babyai_text.envs.glam`),
-for code written against GLAM's BabyAI-Text or BALROG.
+``gym.make(id, observation="minigrid")`` gives minigrid's observation instead (the
+mission as a string), on which minigrid's wrappers (``FlatObsWrapper``...) apply.
+
+``import babyai_text`` also registers GLAM's original ids (``BabyAI-MixedTrainLocal-v0``...;
+:mod:`babyai_text.envs.glam`), for code written against GLAM's BabyAI-Text or BALROG.
 """
 
 from babyai_text.language import ENGLISH, VARIANTS, English, French, Language, get_language

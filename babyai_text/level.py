@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Literal, SupportsFloat
 
 import numpy as np
 from gymnasium import spaces
+from minigrid.core.grid import Grid
 from minigrid.core.roomgrid import RoomGrid
+from minigrid.core.world_object import Wall
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling, RoomGridLevel
 from minigrid.envs.babyai.core.verifier import Instr
 
@@ -27,8 +29,10 @@ from babyai_text.observation import (
     MISSION_BYTES,
     PAD_ACTION,
     SENTENCE_SEPARATOR,
+    MissionBytes,
     encode_text,
     make_observation_space,
+    minigrid_observation_space,
     stack_rows,
 )
 from babyai_text.view import egocentric_view
@@ -40,6 +44,9 @@ HELD_OUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 HeldOut = Literal["include", "exclude", "only"]
 _HELD_OUT_MODES = ("include", "exclude", "only")
+Observation = Literal["text", "minigrid"]
+#: The values of every id's ``observation`` argument.
+OBSERVATIONS: tuple[Observation, ...] = ("text", "minigrid")
 _MAX_GENERATION_ATTEMPTS = 10_000
 # Cells of the 7x7 view an object can occupy (all but the agent's).
 _MAX_VISIBLE_OBJECTS = 48
@@ -91,6 +98,15 @@ class BabyAITextEnv(RoomGridLevel):
     :param description_bytes: size of each description row; the default fits every
         registered configuration, and a configuration whose text could overflow it is
         refused at construction.
+    :param observation: ``"text"`` (the default): the array observation of
+        :mod:`babyai_text.observation`, which SB3 can store; ``"minigrid"``: minigrid's
+        observation, ``{"image", "direction", "mission": str}`` with minigrid's space for
+        BabyAI levels, on which minigrid's wrappers (``FlatObsWrapper``...) apply as on
+        minigrid's envs.  ``history_length`` and ``description_bytes`` size the text
+        observation only.  With ``"minigrid"``, an env whose tasks differ in room count
+        (``MixedTrain``) pads every grid to the widest task's with wall columns on the
+        right, so that the full-grid wrappers (``FullyObsWrapper``...) keep one shape;
+        see :class:`babyai_text.wrappers.MinigridObservation`.
     :param render_mode: ``"ansi"`` (text), ``"rgb_array"`` or ``"human"`` (minigrid's).
     :param render_kwargs: minigrid's rendering options (``screen_size``, ``highlight``,
         ``tile_size``, ``agent_pov``).
@@ -108,6 +124,7 @@ class BabyAITextEnv(RoomGridLevel):
         history_length: int = DEFAULT_HISTORY_LENGTH,
         held_out: HeldOut = "include",
         description_bytes: int = DEFAULT_DESCRIPTION_BYTES,
+        observation: Observation = "text",
         render_mode: str | None = None,
         **render_kwargs: Any,
     ) -> None:
@@ -115,9 +132,10 @@ class BabyAITextEnv(RoomGridLevel):
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; it accepts room_size, "
-                f"num_dists, max_steps, variant, history_length, held_out, description_bytes, render_mode "
-                f"and {list(_RENDER_KWARGS)}"
+                f"num_dists, max_steps, variant, history_length, held_out, description_bytes, observation, "
+                f"render_mode and {list(_RENDER_KWARGS)}"
             )
+        check_observation(observation)
         if not tasks:
             raise ValueError("an environment needs at least one task")
         room_size = _as_int("room_size", room_size, 4)
@@ -143,8 +161,10 @@ class BabyAITextEnv(RoomGridLevel):
         self.history_length = history_length
         self.held_out: HeldOut = held_out
         self.description_bytes = description_bytes
+        self.observation_mode: Observation = observation
         self._describer = Describer(self.language)
-        self._check_text_fits()
+        if observation == "text":  # minigrid's observation has no fixed-size text fields to overflow
+            self._check_text_fits()
 
         self._task = self.tasks[0]
         super().__init__(
@@ -156,11 +176,20 @@ class BabyAITextEnv(RoomGridLevel):
             **render_kwargs,
         )
         self.action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = make_observation_space(history_length, description_bytes)
-        self._action_names_array = np.concatenate(
-            [encode_text(n, ACTION_NAME_BYTES, "action name", "use shorter action names") for n in self.action_names]
-        )
-        self._mission_array = np.zeros(MISSION_BYTES, dtype=np.uint8)
+        self._padded_width: int | None = None
+        if observation == "text":
+            self.observation_space = make_observation_space(history_length, description_bytes)
+            self._action_names_array = np.concatenate(
+                [
+                    encode_text(n, ACTION_NAME_BYTES, "action name", "use shorter action names")
+                    for n in self.action_names
+                ]
+            )
+        else:
+            self.observation_space = minigrid_observation_space()
+            self._action_names_array = np.zeros(0, dtype=np.uint8)
+            self.pad_grid(True)
+        self._mission_array = np.zeros(MISSION_BYTES, dtype=np.uint8).view(MissionBytes)
         self._descriptions: deque[np.ndarray] = deque(maxlen=history_length)
         self._actions: deque[int] = deque(maxlen=history_length - 1)
         self._sentences: list[str] = []
@@ -176,6 +205,28 @@ class BabyAITextEnv(RoomGridLevel):
     def task_name(self) -> str:
         """Name of the current episode's task."""
         return self._task.name
+
+    @property
+    def padded_width(self) -> int | None:
+        """The width every grid is padded to (see :meth:`pad_grid`), or ``None`` when grids are not padded."""
+        return self._padded_width
+
+    def pad_grid(self, enabled: bool) -> None:
+        """Pad (or stop padding) every grid to the widest task's width with wall columns on the right.
+
+        Why: minigrid's full-grid wrappers (``FullyObsWrapper``, ``RGBImgObsWrapper``,
+        ``SymbolicObsWrapper``) size their observation space from ``width`` once, at
+        construction, but envs that mix one- and two-room tasks change the grid's width
+        between episodes.  Padding keeps one width; nothing the agent observes or can do
+        changes, since minigrid shows cells beyond the grid's edge as walls anyway (only
+        full-grid views and renders of the narrower episodes gain the walls).  Does nothing
+        on an env whose tasks all have one width.  Takes effect from the next ``reset()``;
+        ``width`` is the padded width at once, for wrappers built before it.
+        """
+        widths = {(self.room_size - 1) * task.num_cols + 1 for task in self.tasks}
+        self._padded_width = max(widths) if enabled and len(widths) > 1 else None
+        if self._padded_width is not None:
+            self.width = self._padded_width
 
     def _check_text_fits(self) -> None:
         for name in self.language.action_names:
@@ -215,6 +266,9 @@ class BabyAITextEnv(RoomGridLevel):
             self.instrs = instrs
             self.mission = self.language.mission(instrs, self)
             self.surface = self.mission
+            if self._padded_width is not None and self.width < self._padded_width:
+                self.grid = _padded(self.grid, self._padded_width)
+                self.width = self._padded_width
             return
         raise RuntimeError(
             f"could not generate a {self._task.name} level (room_size={self.room_size}, "
@@ -235,7 +289,10 @@ class BabyAITextEnv(RoomGridLevel):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         raw, _ = super().reset(seed=seed, options=options)
-        self._mission_array = encode_text(self.mission, MISSION_BYTES, "mission", "use a language with shorter words")
+        if self.observation_mode == "text":
+            self._mission_array = encode_text(
+                self.mission, MISSION_BYTES, "mission", "use a language with shorter words"
+            ).view(MissionBytes)
         self._descriptions.clear()
         self._actions.clear()
         return self._observe(raw), self._info(success=False)
@@ -268,6 +325,8 @@ class BabyAITextEnv(RoomGridLevel):
     def _observe(self, raw: dict[str, Any]) -> dict[str, Any]:
         image = raw["image"]
         self._sentences = self._describer.describe(image)
+        if self.observation_mode == "minigrid":
+            return {"image": image, "direction": int(raw["direction"]), "mission": self.mission}
         row = encode_text(
             SENTENCE_SEPARATOR.join(self._sentences),
             self.description_bytes,
@@ -302,6 +361,26 @@ class BabyAITextEnv(RoomGridLevel):
         if self.render_mode == "ansi":
             return "\n".join([f"Mission: {self.mission}", *self._sentences]) + "\n"
         return super().render()
+
+
+def check_observation(observation: object) -> None:
+    """Raise ``ValueError`` unless ``observation`` is one of :data:`OBSERVATIONS`."""
+    if not isinstance(observation, str) or observation not in OBSERVATIONS:
+        raise ValueError(
+            f"observation must be one of {OBSERVATIONS}, got {observation!r}: 'text' is BabyAI-Text's array "
+            "observation (the default of the BabyAI-Text-* ids), 'minigrid' is minigrid's dict with the mission "
+            "as a string (the default of GLAM's ids), the one minigrid's wrappers read"
+        )
+
+
+def _padded(grid: Grid, width: int) -> Grid:
+    """``grid`` widened to ``width`` with wall columns on the right."""
+    padded = Grid(width, grid.height)
+    for y in range(grid.height):
+        padded.grid[y * width : y * width + grid.width] = grid.grid[y * grid.width : (y + 1) * grid.width]
+        for x in range(grid.width, width):
+            padded.grid[y * width + x] = Wall()
+    return padded
 
 
 def scatter_objects(env: BabyAITextEnv, count: int, *, all_unique: bool = False) -> list[Any]:

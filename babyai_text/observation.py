@@ -77,6 +77,64 @@ def minigrid_observation_space() -> spaces.Dict:
     )
 
 
+#: What to do instead of reading the text observation's mission as minigrid's string.
+MINIGRID_ROUTE = (
+    "BabyAI-Text's default (text) observation holds the mission as UTF-8 bytes in a uint8 array, not "
+    "minigrid's mission string. For minigrid's wrappers (FlatObsWrapper, DictObservationSpaceWrapper, ...) "
+    'build the env with gym.make(env_id, observation="minigrid"), or put babyai_text.MinigridObservation '
+    "directly on it, below them; to read the mission, use info['mission'] or babyai_text.decode_observation(obs)"
+)
+
+
+class MissionBytes(np.ndarray):
+    """The ``mission`` field of a text observation: a ``uint8`` array of UTF-8 bytes that
+    says so when code treats it as minigrid's mission string.
+
+    Why: minigrid's ``FlatObsWrapper`` compares the mission with its cached string
+    (``mission != None`` on its first observation) and ``DictObservationSpaceWrapper``
+    calls ``mission.replace(...)``; on a plain array these fail deep inside minigrid
+    ("The truth value of an array with more than one element is ambiguous", "no
+    attribute 'replace'") with no hint of the fix.  This subclass raises an error naming
+    :data:`MINIGRID_ROUTE` instead, on the first ``reset()``.
+
+    Only those uses change: comparing the field with a string or ``None`` (``==``,
+    ``!=``, ``in``) raises ``TypeError``, and a ``str`` method (``replace``, ``lower``...)
+    raises ``AttributeError``.  Everything else is ``ndarray``'s: arithmetic, comparisons
+    with arrays, pickling; ``np.asarray``, ``np.copy``, vector envs and SB3's buffers give
+    back plain arrays.
+
+    Example::
+
+        obs, info = gym.make("BabyAI-Text-GoTo-v0").reset(seed=0)
+        obs["mission"].dtype                        # uint8
+        obs["mission"].lower()                      # AttributeError: ... observation="minigrid" ...
+        decode_observation(obs).mission == info["mission"]   # True
+    """
+
+    # Defining __eq__ would otherwise make instances hashable; ndarrays are not.
+    __hash__ = None  # type: ignore[assignment]
+
+    def _refuse_comparison(self, other: object) -> None:
+        if other is None or isinstance(other, str):
+            raise TypeError(f"cannot compare the mission field with {other!r}. {MINIGRID_ROUTE}")
+
+    def __eq__(self, other: object) -> Any:  # type: ignore[override]
+        self._refuse_comparison(other)
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+        self._refuse_comparison(other)
+        return super().__ne__(other)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes ndarray lacks; str's methods get the explanation.
+        if not name.startswith("_") and hasattr(str, name):
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r} (a str method). {MINIGRID_ROUTE}"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 def encode_text(text: str | bytes, size: int, field: str, fix: str) -> np.ndarray:
     """UTF-8 bytes of ``text`` zero-padded to ``size``; raises rather than truncate.
 

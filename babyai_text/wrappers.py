@@ -1,10 +1,12 @@
-"""The route to minigrid's own wrappers (``minigrid.wrappers``) on BabyAI-Text ids.
+"""Routes to minigrid's own wrappers (``minigrid.wrappers``) on BabyAI-Text ids.
 
-A BabyAI-Text observation is a ``Dict`` of fixed-size arrays (see
+A BabyAI-Text observation is by default a ``Dict`` of fixed-size arrays (see
 :mod:`babyai_text.observation`): its ``mission`` is UTF-8 bytes, not the string that
 minigrid's wrappers read, so ``FlatObsWrapper`` and ``DictObservationSpaceWrapper``
-fail on it.  :class:`MinigridObservation` gives back minigrid's observation, after
-which every minigrid wrapper applies::
+fail on it (with an error that names these routes).  Every id takes
+``observation="minigrid"``, which gives minigrid's observation, so that every minigrid
+wrapper applies the way minigrid's docs apply them; :class:`MinigridObservation` does
+the same for an env that was built with the text observation::
 
     import gymnasium as gym
     from minigrid.wrappers import FlatObsWrapper, FullyObsWrapper
@@ -12,7 +14,7 @@ which every minigrid wrapper applies::
     import babyai_text
     from babyai_text.wrappers import MinigridObservation
 
-    env = FlatObsWrapper(MinigridObservation(gym.make("BabyAI-Text-GoTo-v0")))
+    env = FlatObsWrapper(gym.make("BabyAI-Text-GoTo-v0", observation="minigrid"))
     env = FullyObsWrapper(MinigridObservation(gym.make("BabyAI-Text-MixedTrain-v0")))
 """
 
@@ -22,8 +24,6 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
-from minigrid.core.grid import Grid
-from minigrid.core.world_object import Wall
 
 from babyai_text.language import ENGLISH, Language
 from babyai_text.level import BabyAITextEnv
@@ -40,6 +40,9 @@ class MinigridObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
     ``FullyObsWrapper``, ``RGBImgObsWrapper``...) expect the observation of a minigrid
     env, whose mission is a string; BabyAI-Text's is a byte array (so that SB3 can store
     it).  Put this wrapper directly on the env, and minigrid's wrappers on top of it.
+    ``gym.make(env_id, observation="minigrid")`` builds the env with this observation
+    (and padding) in the first place; this wrapper is for an env built with the text
+    observation.  On an env that already gives minigrid's observation it changes nothing.
 
     The observation space is minigrid's for BabyAI levels: ``image`` ``Box(uint8, (7, 7,
     3))``, ``direction`` ``Discrete(4)`` and ``mission`` minigrid's ``BabyAIMissionSpace``
@@ -57,7 +60,10 @@ class MinigridObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
     changes: minigrid shows cells beyond the grid's edge as walls anyway, so the
     egocentric view, descriptions, rewards and the verifier are the same; only full-grid
     views and renders of one-room episodes gain the wall columns.  On ids with one room
-    count it never does anything.
+    count it never does anything.  It pads through the env's
+    :meth:`~babyai_text.BabyAITextEnv.pad_grid`, so the grid of the wrapped env is padded
+    too; ``pad_grid=False`` leaves the env as it is (an env built with
+    ``observation="minigrid"`` pads by itself).
 
     :param env: a BabyAI-Text env (``gym.make("BabyAI-Text-...")``, possibly wrapped
         already by wrappers that keep its observation).
@@ -88,16 +94,11 @@ class MinigridObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
             )
         self.observation_space = minigrid_observation_space()
         self._env = base
-        widths = {(base.room_size - 1) * task.num_cols + 1 for task in base.tasks}
-        self._grid_width: int | None = max(widths) if pad_grid and len(widths) > 1 else None
-        if self._grid_width is not None:
-            # Wrappers built on top of this one read the width now, before any reset.
-            base.width = self._grid_width
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._pad_grid()
-        return self.observation(obs), info
+        if pad_grid:
+            # Sets the env's width now: wrappers built on top of this one read it before any reset.
+            base.pad_grid(True)
+        #: the width every grid is padded to, or None when grids are not padded
+        self._grid_width: int | None = base.padded_width
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
         """minigrid's fields of ``observation``, the mission as the env's string."""
@@ -106,20 +107,6 @@ class MinigridObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArg
             "direction": int(observation["direction"]),
             "mission": self._env.mission,
         }
-
-    def _pad_grid(self) -> None:
-        width = self._grid_width
-        env = self._env
-        grid = env.grid
-        if width is None or grid.width >= width:
-            return
-        padded = Grid(width, grid.height)
-        for y in range(grid.height):
-            padded.grid[y * width : y * width + grid.width] = grid.grid[y * grid.width : (y + 1) * grid.width]
-            for x in range(grid.width, width):
-                padded.grid[y * width + x] = Wall()
-        env.grid = padded
-        env.width = width
 
 
 def mission_word_dict(language: Language | None = None) -> dict[str, int]:

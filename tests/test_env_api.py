@@ -37,10 +37,11 @@ def test_registered_ids_cover_issue() -> None:
     assert all(i in gym.registry for i in ids)
 
 
-def test_gymnasium_check_env(env_id: str) -> None:
+@pytest.mark.parametrize("observation", ["text", "minigrid"])
+def test_gymnasium_check_env(env_id: str, observation: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pygame font lookups from the rgb_array render check
-        check_env(gym.make(env_id).unwrapped)
+        check_env(gym.make(env_id, observation=observation).unwrapped)
 
 
 def test_sb3_check_env(env_id: str) -> None:
@@ -48,6 +49,18 @@ def test_sb3_check_env(env_id: str) -> None:
         warnings.simplefilter("always")
         sb3_check_env(gym.make(env_id))
     # The only remarks SB3 may make are about the 7x7 symbolic view not being a CNN image.
+    for w in caught:
+        assert "image" in str(w.message), str(w.message)
+
+
+@pytest.mark.parametrize("wrapper", ["FlatObsWrapper", "ImgObsWrapper"])
+def test_sb3_check_env_through_minigrid_wrappers(wrapper: str) -> None:
+    """minigrid's string mission is not for SB3 (as on minigrid's envs); its array wrappers are."""
+    from minigrid import wrappers as mw
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(getattr(mw, wrapper)(gym.make("BabyAI-Text-GoTo-v0", observation="minigrid")))
     for w in caught:
         assert "image" in str(w.message), str(w.message)
 

@@ -24,6 +24,11 @@ OBSERVATION = """
     `actions` (the actions between them), decoded by `babyai_text.decode_observation`.
     `info` holds the same text as strings: `mission`, `descriptions`, `action_names`,
     plus `task` and `success`.
+
+    `observation="minigrid"` gives minigrid's observation instead: `image`, `direction`
+    and `mission` as a string, with minigrid's space for BabyAI levels, so that
+    minigrid's wrappers apply (`FlatObsWrapper(gym.make(id, observation="minigrid"))`);
+    `info` is the same.
 """
 
 REWARDS = """

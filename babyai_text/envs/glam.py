@@ -6,13 +6,14 @@ These levels behave as GLAM's own: the observation is minigrid's dict (``image``
 a mixed level draws its task kind once, when the env is built, and names it in
 ``env.unwrapped.action_kinds`` (BALROG builds envs until the kind it wants comes up).
 Unlike GLAM's, the draw is seeded; see :class:`GLAMLevel`.  The ``BabyAI-Text-*`` ids
-stay the library's own: array observations for SB3, a task per episode.
+stay the library's own: array observations for SB3 by default (``observation="minigrid"``
+gives them this dict too), a task per episode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,8 +23,7 @@ from babyai_text.envs.open import OpenTask
 from babyai_text.envs.pickup import PickUpTask
 from babyai_text.envs.putnext import PutNextTask
 from babyai_text.envs.sequence import SequenceTask
-from babyai_text.level import _RENDER_KWARGS, BabyAITextEnv, HeldOut, Task
-from babyai_text.observation import minigrid_observation_space
+from babyai_text.level import _RENDER_KWARGS, BabyAITextEnv, HeldOut, Observation, Task, check_observation
 
 #: GLAM's task kinds (the strings of ``action_kinds``), with our task and how many objects
 #: besides GLAM's ``num_dists`` distractors it places (GLAM counts distractors, we count objects).
@@ -36,8 +36,6 @@ KINDS: dict[str, tuple[Callable[[], Task], int]] = {
 }
 #: The kinds of GLAM's MixedTrainLocal and MixedTestLocal, in GLAM's order.
 MIXED_KINDS: tuple[str, ...] = tuple(KINDS)
-
-Observation = Literal["minigrid", "text"]
 
 # Draws the kind of levels built without a seed: a fresh process builds the same sequence
 # of kinds every time (GLAM drew from an unseeded generator, so runs could not be replayed).
@@ -87,8 +85,7 @@ class GLAMLevel(BabyAITextEnv):
             )
         if num_rows != 1 or num_cols != 1:
             raise ValueError(f"{name} is a one-room level: num_rows and num_cols must be 1 (GLAM's defaults)")
-        if observation not in ("minigrid", "text"):
-            raise ValueError(f"observation must be 'minigrid' or 'text', got {observation!r}")
+        check_observation(observation)
         if isinstance(num_dists, bool) or not isinstance(num_dists, (int, np.integer)) or num_dists < 0:
             raise ValueError(f"num_dists must be an integer >= 0 (distractors, as GLAM counts them), got {num_dists!r}")
         if kind is None:
@@ -100,7 +97,6 @@ class GLAMLevel(BabyAITextEnv):
         self.kind = kind
         #: GLAM's attribute: the level's task kind, a one-element list
         self.action_kinds = [self._kinds[kind]]
-        self.observation_mode: Observation = observation
         self._initial_seed = seed
         super().__init__(
             tasks=(task,),
@@ -109,11 +105,10 @@ class GLAMLevel(BabyAITextEnv):
             max_steps=max_steps,
             variant=self._variant,
             held_out=self._held_out,
+            observation=observation,
             render_mode=render_mode,
             **render_kwargs,
         )
-        if observation == "minigrid":
-            self.observation_space = minigrid_observation_space()
 
     def _make_task(self, kind: str) -> tuple[Task, int]:
         """The task of ``kind`` and the objects it places besides GLAM's distractors."""
@@ -126,12 +121,6 @@ class GLAMLevel(BabyAITextEnv):
         if seed is None and self._initial_seed is not None:
             seed, self._initial_seed = self._initial_seed, None  # as GLAM's env seeded at construction
         return super().reset(seed=seed, options=options)
-
-    def _observe(self, raw: dict[str, Any]) -> dict[str, Any]:
-        if self.observation_mode == "text":
-            return super()._observe(raw)
-        self._sentences = self._describer.describe(raw["image"])
-        return {"image": raw["image"], "direction": int(raw["direction"]), "mission": self.mission}
 
 
 _DOC = (
