@@ -110,6 +110,12 @@ def _make(env_id: str, window: bool, out: TextIO) -> gym.Env:
         raise SystemExit(f"unknown BabyAI-Text id {env_id!r}.{hint}")
     if not window:
         return gym.make(env_id)
+    # a driver the user chose (SDL_VIDEODRIVER, e.g. "dummy" in tests) is theirs to judge
+    chosen = bool(os.environ.get("SDL_VIDEODRIVER"))
+    no_display = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if not chosen and sys.platform.startswith("linux") and no_display:
+        print("no window: no display here (DISPLAY is not set); playing in the terminal only", file=out)
+        return gym.make(env_id)
     env = gym.make(env_id, render_mode="human")
     try:
         env.reset(seed=0)  # opens the window now, so that a machine without a display says so at once
@@ -117,7 +123,24 @@ def _make(env_id: str, window: bool, out: TextIO) -> gym.Env:
         env.close()
         print(f"no window ({err}); playing in the terminal only", file=out)
         return gym.make(env_id)
+    driver = _video_driver()
+    if not chosen and driver in HEADLESS_DRIVERS:
+        # without a display SDL falls back to a driver that draws nowhere: say so rather than show nothing
+        env.close()
+        print(f"no window: no display here (SDL video driver {driver!r}); playing in the terminal only", file=out)
+        return gym.make(env_id)
     return env
+
+
+#: SDL video drivers that open no window
+HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
+
+
+def _video_driver() -> str | None:
+    pygame = sys.modules.get("pygame")  # minigrid's human rendering imported it (the envs need not)
+    if pygame is None or not pygame.display.get_init():
+        return None
+    return pygame.display.get_driver()
 
 
 def _show(info: dict[str, Any], steps: int, out: TextIO) -> None:
@@ -145,12 +168,16 @@ def _ask(names: tuple[str, ...], read: Callable[[str], str], out: TextIO) -> int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("env_id", help="a BabyAI-Text id, e.g. BabyAI-Text-GoTo-v0")
     parser.add_argument("--seed", type=int, default=0, help="episode k is seeded seed + k")
     parser.add_argument("--episodes", type=int, default=1)
     parser.add_argument("--window", action="store_true", help="also show the grid (minigrid's window)")
     args = parser.parse_args(argv)
+    if args.episodes < 1:
+        # the one-line refusal every command of the package gives (glam_experiments.cli, which envs cannot import)
+        print(f"error: --episodes must be at least 1, got {args.episodes}", file=sys.stderr)
+        raise SystemExit(2)
     read = input if sys.stdin.isatty() else _echoed_input
     try:
         successes = play(args.env_id, args.seed, args.episodes, args.window, read=read)

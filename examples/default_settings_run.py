@@ -29,6 +29,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import babyai_text  # noqa: F401
+from glam_experiments.cli import require_at_least, run_command
 from llm_policy import LLMPolicy, PromptTemplate
 
 
@@ -103,6 +104,11 @@ def run(args: Args, lm_learning_rate: float | str | None) -> list[dict[str, floa
 
 
 def main(args: Args) -> None:
+    require_at_least({"n_envs": args.n_envs, "n_steps": args.n_steps, "updates": args.updates})
+    require_at_least(
+        {"batch_size": args.batch_size, "prompt_history": args.prompt_history}
+        | {"micro_batch_size": args.micro_batch_size}
+    )
     lines = [
         f"PPO(LLMPolicy, env) on {args.env_id}, {args.model}, {args.n_envs} envs × {args.n_steps} steps per "
         f"update, seed {args.seed}, batch_size {args.batch_size}, prompt history {args.prompt_history}, "
@@ -125,4 +131,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))

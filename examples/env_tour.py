@@ -7,7 +7,6 @@ Writes ``<out>/env_tour.md`` (the success table) and prints where it is.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 from pathlib import Path
@@ -18,6 +17,7 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 from tqdm import tqdm
 
 import babyai_text
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 
 
 def success_rate(env_id: str, episodes: int, agent: str) -> float:
@@ -40,11 +40,12 @@ def success_rate(env_id: str, episodes: int, agent: str) -> float:
     return successes / episodes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    require_at_least({"episodes": args.episodes})
 
     env = gym.make("BabyAI-Text-GoTo-v0", render_mode="ansi")
     obs, _ = env.reset(seed=0)
@@ -66,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

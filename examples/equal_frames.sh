@@ -13,7 +13,7 @@ LLM_SEEDS=${LLM_SEEDS:-"1 2"}
 NPAE_SEEDS=${NPAE_SEEDS:-"1 2"}
 BASELINE_SEEDS=${BASELINE_SEEDS:-"1 2 3"}
 EPISODES=${EPISODES:-20}
-PY=${PY:-python}
+PY=${PY:-.venv/bin/python}
 FRAMES=2048
 # the main job's PPO settings are train_llm_ppo.py's defaults (glam_experiments.configs.LLMPPOConfig)
 LLM_ARGS=(--total-timesteps $FRAMES --run-dir "$OUT" --save-model)

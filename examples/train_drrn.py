@@ -12,6 +12,7 @@ import tyro
 from stable_baselines3 import DQN
 
 from glam_baselines import DRRNPolicy
+from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import run_name, train
 
@@ -48,6 +49,10 @@ class Args:
 
 
 def main(args: Args) -> DQN:
+    require_at_least({"total_timesteps": args.total_timesteps, "n_envs": args.n_envs, "batch_size": args.batch_size})
+    require_at_least({"buffer_size": args.buffer_size, "train_freq": args.train_freq})
+    require_at_least({"target_update_interval": args.target_update_interval, "gradient_steps": args.gradient_steps})
+    require_at_least({"learning_starts": args.learning_starts}, minimum=0)
     name = run_name(args.env_id, "drrn", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     softmax = args.exploration == "softmax"
@@ -79,4 +84,4 @@ def main(args: Args) -> DQN:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))

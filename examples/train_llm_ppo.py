@@ -29,10 +29,17 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from glam_experiments.callbacks import EpisodeRecorder, GroundingLogger
 from glam_experiments.checkpoints import load_checkpoint, read_state
+from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
 from glam_experiments.envs import make_text_vec_env
-from glam_experiments.training import run_name, train
+from glam_experiments.training import check_resume, record_flags, run_name, train
+
+#: flags that may differ on --resume: they change where and how a run is watched, not what it trains
+RESUME_FREE = frozenset(
+    {"resume", "run_dir", "save_model", "torch_threads", "device", "checkpoint_every", "record_every"}
+    | {"grounding_every", "grounding_states"}
+)
 
 
 @dataclass
@@ -63,8 +70,25 @@ class Args(LLMPPOConfig):
     """bot states of the grounding diagnostics"""
 
 
+def check(args: Args) -> bool:
+    """Refuse flags that cannot run (one line naming the flag); ``False``: a resumed run that is already complete."""
+    args.check()
+    require_at_least({"total_timesteps": args.total_timesteps, "grounding_states": args.grounding_states})
+    require_at_least(
+        {"checkpoint_every": args.checkpoint_every, "record_every": args.record_every}
+        | {"grounding_every": args.grounding_every}
+    )
+    return args.resume is None or check_resume(args.resume, args, RESUME_FREE)
+
+
+def main(args: Args) -> PPO | None:
+    """Train, or ``None`` for a resumed run that is already complete (flags are checked before torchrun's
+    error recording, so a user's mistake stays one line on every rank)."""
+    return _train(args) if check(args) else None
+
+
 @record  # under torchrun, a rank's exception is reported with its traceback
-def main(args: Args) -> PPO:
+def _train(args: Args) -> PPO:
     ranks = init_ranks(args.device)
     if args.npae:
         args = replace(args, pretrained=False)
@@ -80,6 +104,8 @@ def main(args: Args) -> PPO:
     else:
         name = run_name(args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
         run_dir = args.run_dir / broadcast_object(name, ranks)
+        if ranks.is_main:
+            record_flags(run_dir, args)
         env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
         model = args.make(env, seed=seed, device=ranks.device)
     recorders: list[BaseCallback] = []
@@ -102,4 +128,4 @@ def main(args: Args) -> PPO:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))

@@ -15,6 +15,7 @@ from pathlib import Path
 import tyro
 from stable_baselines3 import PPO
 
+from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.configs import SymbolicPPOConfig
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import run_name, train
@@ -32,6 +33,8 @@ class Args(SymbolicPPOConfig):
 
 
 def main(args: Args) -> PPO:
+    args.check()
+    require_at_least({"total_timesteps": args.total_timesteps})
     name = run_name(args.env_id, "symbolic_recurrent_ppo" if args.recurrent else "symbolic_ppo", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     model = args.make(env, seed=args.seed)
@@ -40,4 +43,4 @@ def main(args: Args) -> PPO:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))

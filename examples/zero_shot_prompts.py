@@ -11,11 +11,10 @@ states, and the probe prompts (:mod:`glam_experiments.diagnostics`).  Nothing is
 
 from __future__ import annotations
 
-import argparse
-
 import gymnasium as gym
 
 from babyai_text.prompt import PromptTemplate
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 from glam_experiments.diagnostics import BotStates, measure, probe_observations
 from llm_policy import LLMPolicy
 
@@ -43,13 +42,14 @@ TEMPLATES = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
     parser.add_argument("--model", default="SmolLM2-135M-Instruct")
     parser.add_argument("--states", type=int, default=200)
     parser.add_argument("--seed", type=int, default=5000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    require_at_least({"states": args.states})
     states = BotStates.collect(args.env_id, args.states, seed=args.seed)
     probes = probe_observations(args.env_id)
     env = gym.make(args.env_id)
@@ -76,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

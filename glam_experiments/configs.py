@@ -21,6 +21,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from babyai_text.prompt import PromptTemplate
+from glam_experiments.cli import require_at_least
 
 
 @dataclass
@@ -41,6 +42,15 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_advantage: bool = False
     """GLAM's PPO does not normalise advantages"""
+
+    def check(self) -> None:
+        """Refuse settings that cannot run, naming the field and its flag (not an IndexError deep in SB3);
+        ``make`` calls it, and the scripts call it after parsing (tyro would box an error raised while parsing).
+
+        :raises glam_experiments.cli.UsageError: e.g. ``n_envs (--n-envs) must be at least 1, got 0``.
+        """
+        require_at_least({"n_envs": self.n_envs, "n_steps": self.n_steps, "batch_size": self.batch_size})
+        require_at_least({"n_epochs": self.n_epochs})
 
     def ppo_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of SB3's ``PPO`` (everything but ``n_envs``)."""
@@ -81,8 +91,15 @@ class LLMPPOConfig(PPOConfig):
     reward_scale: float = 20.0
     """rewards multiplied by this in training (GLAM, BabyAI); success is read from info"""
 
+    def check(self) -> None:
+        super().check()
+        require_at_least(
+            {"top_k": self.top_k, "prompt_history": self.prompt_history, "micro_batch_size": self.micro_batch_size}
+        )
+
     def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
         """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""
+        self.check()
         from llm_policy import LLMPolicy
 
         kwargs = {**self.ppo_kwargs(), **ppo_overrides}
@@ -139,6 +156,7 @@ class SymbolicPPOConfig(PPOConfig):
     def make(self, env: VecEnv, seed: int | None = None) -> PPO:
         """Stock SB3 PPO, or sb3-contrib's RecurrentPPO, with these settings (``env``'s rewards
         must already be scaled by :attr:`reward_scale`, see :func:`glam_experiments.envs.make_text_vec_env`)."""
+        self.check()
         algo: type[PPO] = PPO
         if self.recurrent:
             from sb3_contrib import RecurrentPPO

@@ -11,12 +11,13 @@ the run's ``episodes.csv`` when it has no event file.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 
 SUCCESS_TAG = "charts/episodic_success"
 
@@ -264,7 +265,11 @@ def plot_diagnostics(run_dir: Path, png: Path, window: int = 20, title: str | No
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--bin", type=int, default=5000, help="frames per table row")
     parser.add_argument("--window", type=int, default=100, help="episodes in the plot's moving mean")
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         "variance against frames into this PNG",
     )
     args = parser.parse_args(argv)
+    require_at_least({"bin": args.bin, "window": args.window})
     print(markdown_table(args.runs, args.bin))
     if args.png:
         plot(args.runs, args.png, args.window)

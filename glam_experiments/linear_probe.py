@@ -14,7 +14,6 @@ is the bottleneck; if not, the features must change (more blocks, LoRA).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 from glam_experiments.diagnostics import BotStates
 
 
@@ -156,9 +156,11 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], prog="python -m glam_experiments.linear_probe"
-    )
+    run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__), prog="python -m glam_experiments.linear_probe")
     parser.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
     parser.add_argument("--model", default="SmolLM2-135M-Instruct")
     parser.add_argument("--train-states", type=int, default=600)
@@ -168,9 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-history", type=int, default=1)
     parser.add_argument("--out", type=Path, help="append the results to this JSON-lines file")
     args = parser.parse_args(argv)
-    for name in ("train_states", "test_states", "prompt_history"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least(
+        {"train_states": args.train_states, "test_states": args.test_states, "prompt_history": args.prompt_history}
+    )
     for layer in [None, *(args.layer or [])]:
         result = run(
             args.env_id, args.model, args.train_states, args.test_states, args.seed, layer, args.prompt_history

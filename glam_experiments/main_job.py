@@ -33,6 +33,7 @@ import torch
 import tyro
 
 from babyai_text.prompt import PromptTemplate
+from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
 from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
@@ -166,9 +167,11 @@ def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tup
 
 def main(args: Args) -> None:
     start = time.perf_counter()
-    for flag in ("nproc", "eval_workers", "episodes"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    args.check()
+    require_at_least({"nproc": args.nproc, "eval_workers": args.eval_workers, "episodes": args.episodes})
+    require_at_least({"total_timesteps": args.total_timesteps, "eval_envs": args.eval_envs})
+    require_at_least({"grounding_states": args.grounding_states, "grounding_every": args.grounding_every})
+    require_at_least({"variant_episodes": args.variant_episodes, "viewer_episodes": args.viewer_episodes}, minimum=0)
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
     zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {args.total_timesteps} PPO steps"
     model_zip = str(args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}" / "model.zip")
@@ -243,4 +246,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))

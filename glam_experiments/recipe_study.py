@@ -16,7 +16,6 @@ a Markdown table over all results, one row per arm: mean ± sd over seeds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -29,6 +28,7 @@ import numpy as np
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 from glam_experiments.configs import LLMPPOConfig
 
 #: The arms: changes to LLMPPOConfig's defaults.  "critic" is the references' critic (TWOSOME,
@@ -196,7 +196,11 @@ def report(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m glam_experiments.recipe_study", description=__doc__.split("\n")[0])
+    run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
+    parser = ArgumentParser(prog="python -m glam_experiments.recipe_study", description=summary(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and measure one arm with one seed")
     run.add_argument("--arm", required=True, choices=sorted(ARMS))
@@ -214,9 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "report":
         print(report(args.out))
         return
-    for name in ("frames", "episodes", "grounding_states", "grounding_every", "curve_states"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least({name: getattr(args, name) for name in ("frames", "episodes", "grounding_states")})
+    require_at_least({name: getattr(args, name) for name in ("grounding_every", "curve_states")})
     run_arm(
         args.arm,
         args.seed,

@@ -14,7 +14,6 @@ list.  The GIF shows the frames with the chosen action and its probability as ca
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 from glam_experiments.recording import EpisodeRecord, StepRecord, record_episodes
 
 #: Milliseconds each GIF frame is shown.
@@ -172,7 +172,11 @@ def write_gif(records: Sequence[EpisodeRecord], path: str | Path, frame_ms: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("--agent", required=True, help="saved .zip, random, bot, or a language-model name/directory")
     parser.add_argument("--env", required=True, help="a BabyAI-Text id, e.g. BabyAI-Text-GoTo-v0")
     parser.add_argument("--episodes", type=int, default=3)
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("episode_viewer.html"))
     parser.add_argument("--gif", nargs="?", const="", default=None, help="also write a GIF (default: beside --out)")
     args = parser.parse_args(argv)
+    require_at_least({"episodes": args.episodes, "max_steps": args.max_steps})
     records = record_episodes(
         args.agent, args.env, args.episodes, args.seed, deterministic=args.deterministic, max_steps=args.max_steps
     )

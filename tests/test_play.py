@@ -12,7 +12,7 @@ import pytest
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 import babyai_text  # noqa: F401
-from babyai_text.play import parse_action, play
+from babyai_text.play import main, parse_action, play
 from tests.conftest import REPO
 
 
@@ -116,3 +116,35 @@ def test_no_display_falls_back_to_the_terminal(monkeypatch: pytest.MonkeyPatch) 
     out = io.StringIO()
     assert play("BabyAI-Text-GoTo-v0", window=True, read=scripted(["0", "quit"]), out=out) == []
     assert "no window" in out.getvalue() and "playing in the terminal only" in out.getvalue()
+
+
+def test_no_display_says_so_before_opening_a_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    out = io.StringIO()
+    assert play("BabyAI-Text-GoTo-v0", window=True, read=scripted(["quit"]), out=out) == []
+    assert "no window: no display here (DISPLAY is not set); playing in the terminal only" in out.getvalue()
+
+
+def test_episodes_below_one_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["BabyAI-Text-GoTo-v0", "--episodes", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --episodes must be at least 1, got 0"
+
+
+def test_the_sample_in_docs_viewer_is_what_play_shows() -> None:
+    doc = (REPO / "docs" / "viewer.md").read_text()
+    sample = doc.split("=== BabyAI-Text-GoTo-French-v0, seed 3 ===")[1].split("```")[0].strip()
+    out = io.StringIO()
+
+    def read(prompt: str) -> str:
+        move = moves.pop(0)
+        print(f"{prompt}{move}", file=out)
+        return move
+
+    moves = ["tourner a gauche", "quit"]
+    play("BabyAI-Text-GoTo-French-v0", seed=3, read=read, out=out)
+    assert sample in out.getvalue()
