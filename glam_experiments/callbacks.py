@@ -13,12 +13,18 @@ from typing import Any
 
 import numpy as np
 import torch.distributed as dist
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 
 from glam_experiments.distributed import current_ranks
 
-#: SB3 logger keys and the CleanRL tags they are written under.
+#: SB3 logger keys and the CleanRL tags they are written under (CleanRL's ppo.py names, which
+#: only PPO and RecurrentPPO log); SB3's ``train/loss`` depends on the algorithm: :func:`loss_tags`.
+#: ``losses/entropy`` holds SB3's entropy *loss*, minus the entropy (CleanRL's ppo.py logs the
+#: entropy itself), and ``losses/value_loss`` SB3's mean squared error (CleanRL's is half of it):
+#: the values are SB3's, so that the runs logged so far stay comparable with new ones.
 LOSS_TAGS = {
     "train/policy_gradient_loss": "losses/policy_loss",
     "train/value_loss": "losses/value_loss",
@@ -26,9 +32,27 @@ LOSS_TAGS = {
     "train/approx_kl": "losses/approx_kl",
     "train/clip_fraction": "losses/clipfrac",
     "train/explained_variance": "losses/explained_variance",
-    "train/loss": "losses/td_loss",
     "train/learning_rate": "charts/learning_rate",
 }
+#: SB3's ``train/loss`` of an on-policy algorithm (PPO, RecurrentPPO): the total loss minimised.
+ON_POLICY_LOSS_TAG = "losses/loss"
+#: SB3's ``train/loss`` of an off-policy one (DQN): the TD loss, under CleanRL's dqn.py name.
+OFF_POLICY_LOSS_TAG = "losses/td_loss"
+
+
+def loss_tags(model: BaseAlgorithm) -> dict[str, str]:
+    """SB3 logger keys -> CleanRL tags for ``model``'s algorithm.
+
+    SB3 records PPO's total loss and DQN's TD loss under the same key, ``train/loss``; CleanRL
+    names them apart (``losses/loss``, ``losses/td_loss``), so a PPO run's curve does not read
+    as a TD loss.
+
+    :param model: the algorithm being trained.
+    """
+    total = ON_POLICY_LOSS_TAG if isinstance(model, OnPolicyAlgorithm) else OFF_POLICY_LOSS_TAG
+    return {**LOSS_TAGS, "train/loss": total}
+
+
 EPISODE_FIELDS = ("frames", "return", "length", "success")
 
 
@@ -36,7 +60,8 @@ class CleanRLLogger(BaseCallback):
     """Writes ``charts/episodic_return``, ``charts/episodic_length``,
     ``charts/episodic_success`` (0 or 1), ``charts/success_rate`` (mean of the last
     ``window`` episodes), ``charts/SPS`` and ``losses/*`` (one point per update, at the
-    step of that update) to TensorBoard, and every finished episode to
+    step of that update; :func:`loss_tags`: PPO's total loss is ``losses/loss``, DQN's
+    ``losses/td_loss``) to TensorBoard, and every finished episode to
     ``<run_dir>/episodes.csv``.
 
     Episodes are read from the env's infos: ``info["episode"]`` (SB3's Monitor) for the
@@ -111,11 +136,12 @@ class CleanRLLogger(BaseCallback):
         logger = self.logger
         original = logger.record
         had_own = "record" in vars(logger)
+        tags = loss_tags(self.model)
 
         def record(key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
             original(key, value, exclude)
-            if key in LOSS_TAGS and self.writer is not None:
-                self.writer.add_scalar(LOSS_TAGS[key], float(value), self.step)
+            if key in tags and self.writer is not None:
+                self.writer.add_scalar(tags[key], float(value), self.step)
 
         def unhook() -> None:
             if had_own:

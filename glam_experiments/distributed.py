@@ -9,6 +9,7 @@ identical over the ranks (:mod:`llm_policy.distributed`: rank 0's weights at the
 forward, gradients averaged before SB3 clips them); :func:`check_same_updates` refuses the
 settings under which ranks would fall out of step; logs, checkpoints and the saved model
 are rank 0's, with the episodes of every rank (:class:`glam_experiments.callbacks.CleanRLLogger`).
+Rank 0 alone prints library warnings and progress bars (:mod:`glam_experiments.quiet`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from glam_experiments.quiet import quiet_unless_main
 
 _CPU = torch.device("cpu")
 
@@ -50,6 +53,9 @@ def launched_by_torchrun() -> bool:
 def init_ranks(device: str = "auto") -> Ranks:
     """Join the ``torchrun`` job this process belongs to (once), or describe a single process.
 
+    The ranks other than 0 are silenced first (:func:`glam_experiments.quiet.quiet_unless_main`):
+    they run rank 0's code, so their warnings, log records and progress bars would repeat its own.
+
     :param device: ``"auto"`` (a GPU per rank when CUDA is available, else CPU), ``"cpu"``
         or ``"cuda"``.
     :return: this process's rank, the world size and its device.
@@ -61,6 +67,8 @@ def init_ranks(device: str = "auto") -> Ranks:
         raise RuntimeError("device='cuda' but torch sees no GPU; use --device cpu")
     if not launched_by_torchrun():
         return Ranks(device=torch.device("cuda" if use_cuda else "cpu"))
+    # before joining, so that the process group's set-up is quiet too: torchrun's RANK is the rank joined
+    quiet_unless_main(int(os.environ["RANK"]))
     local_rank = int(os.environ["LOCAL_RANK"])
     if use_cuda:
         if local_rank >= torch.cuda.device_count():

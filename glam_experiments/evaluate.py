@@ -12,14 +12,13 @@ and an earlier evaluation's files are only replaced with ``--overwrite``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 import babyai_text  # noqa: F401  (registers the ids)
 from babyai_text.envs.glam import MIXED_KINDS
+from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 
 #: BALROG's episode length for its BabyAI tasks (``gym.make(task, max_steps=100)``).
 BALROG_MAX_STEPS = 100
@@ -334,11 +334,48 @@ def _is_measurable(agent: Any) -> bool:
     )
 
 
-def markdown(results: list[Result]) -> str:
-    """One row per suite entry, a column per agent: success with its Wilson 99 % interval,
-    relative change vs (a), mean return."""
-    agents = list(dict.fromkeys(r.agent for r in results))
+#: The agents :func:`markdown` compares each test with, when the tests are not variants of one level.
+REFERENCE_AGENTS = ("random", "bot")
+
+
+def compares_with_references(labels: list[str]) -> bool:
+    """Whether a suite's table compares each test with the random agent and the bot on it (``True``)
+    rather than with the suite's first test.
+
+    Our variant suites (``glam``, ``small``...) label the unchanged level ``(a) ...`` and their other tests
+    are that level changed: each test is read as a change from (a).  Tests of different kinds (``balrog``'s
+    five task kinds) differ in difficulty by design, so a change from the first says nothing; the floor
+    (random) and the ceiling (the bot) on the same test do.
+
+    :param labels: the suite's test labels, in order.
+    """
+    return not (labels and labels[0].startswith("(a)"))
+
+
+def markdown(results: list[Result], compare: Literal["auto", "first", "references"] = "auto") -> str:
+    """One row per suite entry, a column per agent: success with its Wilson 99 % interval, how it
+    compares, mean return.
+
+    :param results: what :func:`evaluate` returned.
+    :param compare: ``"first"``: relative change vs the first test, (a); ``"references"``: success minus
+        the random agent's on the same test (``− random``) and as a fraction of the bot's (``÷ bot``), with
+        a mean row; a reference agent not among ``results`` is named below the table instead of its column.
+        ``"auto"``: :func:`compares_with_references` decides from the labels.
+    """
     labels = list(dict.fromkeys(r.label for r in results))
+    if compare == "auto":
+        compare = "references" if compares_with_references(labels) else "first"
+    if compare not in ("first", "references"):
+        raise ValueError(f"compare must be 'auto', 'first' or 'references', got {compare!r}")
+    table = _vs_first(results, labels) if compare == "first" else _vs_references(results, labels)
+    measured = [r for r in results if r.bot_agreement is not None]
+    if measured:
+        table += "\n\n" + grounding_markdown(results)
+    return table
+
+
+def _vs_first(results: list[Result], labels: list[str]) -> str:
+    agents = list(dict.fromkeys(r.agent for r in results))
     by_key = {(r.agent, r.label): r for r in results}
     head = "| test | " + " | ".join(f"{_short(a)}: success [99 % CI] | vs (a) | return" for a in agents) + " |"
     lines = [head, "|---|" + "---|---|---|" * len(agents)]
@@ -348,13 +385,63 @@ def markdown(results: list[Result]) -> str:
             r = by_key[(agent, label)]
             base = by_key[(agent, labels[0])].success_rate
             rel = f"{(r.success_rate - base) / base:+.0%}" if base > 0 and label != labels[0] else "—"
-            interval = f"[{r.success_low:.2f}, {r.success_high:.2f}]"
-            cells.append(f"{r.success_rate:.2f} {interval} | {rel} | {r.mean_return:.2f}")
+            cells.append(f"{_success(r)} | {rel} | {r.mean_return:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    measured = [r for r in results if r.bot_agreement is not None]
-    if measured:
-        lines += ["", grounding_markdown(results)]
     return "\n".join(lines)
+
+
+def _vs_references(results: list[Result], labels: list[str]) -> str:
+    agents = list(dict.fromkeys(r.agent for r in results))
+    by_key = {(r.agent, r.label): r for r in results}
+    random, bot = REFERENCE_AGENTS
+
+    def rate(agent: str, label: str | None) -> float:
+        """``agent``'s success on ``label`` (``None``: its mean over the tests)."""
+        if label is None:
+            return float(np.mean([by_key[(agent, lab)].success_rate for lab in labels]))
+        return by_key[(agent, label)].success_rate
+
+    # (header, reference agent, cell from the agent's success and the reference's)
+    comparisons = [
+        ("− random", random, lambda x, ref: f"{x - ref:+.2f}"),
+        ("÷ bot", bot, lambda x, ref: f"{x / ref:.2f}" if ref > 0 else "—"),
+    ]
+    # a reference compared with itself would read 0 or 1 on every row: left out
+    columns = {a: [c for c in comparisons if c[1] in agents and c[1] != a] for a in agents}
+    head = " | ".join(
+        " | ".join([f"{_short(a)}: success [99 % CI]", *(c[0] for c in columns[a]), "return"]) for a in agents
+    )
+    lines = [f"| test | {head} |", "|---|" + "".join("---|" * (len(columns[a]) + 2) for a in agents)]
+    for label in [*labels, None]:
+        cells = []
+        for agent in agents:
+            x = rate(agent, label)
+            compared = [cell(x, rate(ref, label)) for _, ref, cell in columns[agent]]
+            if label is None:  # no interval for a mean over tests of different kinds
+                returns = np.mean([by_key[(agent, lab)].mean_return for lab in labels])
+                cells.append(" | ".join([f"{x:.2f}", *compared, f"{returns:.2f}"]))
+            else:
+                r = by_key[(agent, label)]
+                cells.append(" | ".join([_success(r), *compared, f"{r.mean_return:.2f}"]))
+        lines.append(f"| {label if label is not None else f'mean of the {len(labels)} tests'} | {' | '.join(cells)} |")
+    legend = []
+    if random in agents:
+        legend.append("− random: success minus the random agent's on the same test")
+    if bot in agents:
+        legend.append("÷ bot: success as a fraction of the bot's (BabyAIBot) on the same test")
+    missing = [c for c in comparisons if c[1] not in agents]
+    if missing:
+        names, headers = " and ".join(c[1] for c in missing), " nor ".join(c[0] for c in missing)
+        flags = " ".join(f"--agent {c[1]}" for c in missing)
+        legend.append(
+            f"{names} not evaluated, so no {headers} column ({flags} adds {'them' if len(missing) > 1 else 'it'})"
+        )
+    return "\n".join([*lines, "", "; ".join(legend) + "."])
+
+
+def _success(r: Result) -> str:
+    """Success rate with its Wilson 99 % interval."""
+    return f"{r.success_rate:.2f} [{r.success_low:.2f}, {r.success_high:.2f}]"
 
 
 def grounding_markdown(results: list[Result]) -> str:
@@ -462,28 +549,21 @@ def write(results: list[Result], out: Path, overwrite: bool = False) -> dict[str
     return paths
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type of the counts that must be positive (0 episodes would average nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> None:
+    parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("--agent", action="append", required=True, help="repeatable: .zip, random, bot or a model")
     parser.add_argument("--suite", default="glam", help=f"one of {sorted(SUITES)}")
-    parser.add_argument("--episodes", type=_at_least_one, default=100, help="per agent and test (>= 1)")
-    parser.add_argument("--envs", type=_at_least_one, default=4, help="envs stepped together (>= 1)")
+    parser.add_argument("--episodes", type=int, default=100, help="per agent and test (>= 1)")
+    parser.add_argument("--envs", type=int, default=4, help="envs stepped together (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
     parser.add_argument(
         "--variant-episodes",
-        type=_at_least_one,
+        type=int,
         default=None,
         help="episodes of the tests after (a) (default: --episodes)",
     )
@@ -501,6 +581,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's files in --out")
     args = parser.parse_args(argv)
+    require_at_least({"episodes": args.episodes, "envs": args.envs, "variant_episodes": args.variant_episodes})
+    require_at_least({"prompt_history": args.prompt_history})
+    require_at_least({"grounding_states": args.grounding_states}, minimum=0)
     out = args.out if args.out is not None else fresh_output_dir()
     # Refuse before the (possibly hours long) evaluation, not after it.
     if (existing := existing_outputs(out)) and not args.overwrite:
@@ -513,8 +596,12 @@ def main(argv: list[str] | None = None) -> None:
         from babyai_text.prompt import PromptTemplate
 
         llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
-    if args.grounding_states < 0:
-        parser.error(f"--grounding-states must be >= 0, got {args.grounding_states}")
+    labels = [label for label, _, _ in SUITES.get(args.suite, [])]
+    added = [a for a in REFERENCE_AGENTS if a not in args.agent]
+    # the table compares each test with the random agent and the bot: they load no model and take seconds
+    if labels and compares_with_references(labels) and added:
+        print(f"the {args.suite} suite compares each test with the random agent and the bot: adding {added}")
+        args.agent += added
     results = evaluate(
         args.agent,
         args.suite,

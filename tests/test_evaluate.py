@@ -14,6 +14,7 @@ from glam_baselines import DRRNPolicy
 from glam_experiments.evaluate import (
     SUITES,
     Z99,
+    Result,
     confidence_halfwidth,
     evaluate,
     main,
@@ -98,6 +99,73 @@ def test_saved_agents_of_each_algorithm(tmp_path, tiny_llama: str) -> None:
     assert len(results) == 2 * len(SUITES["small"])
     assert all(0 <= r.success_rate <= 1 for r in results)
     assert "vs (a)" in markdown(results)
+
+
+def _result(agent: str, label: str, rate: float) -> Result:
+    return Result(agent, label, "env", 10, rate, 0.0, max(0.0, rate - 0.1), min(1.0, rate + 0.1), rate / 2, 0.0)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.split("|")[1:-1]]
+
+
+BALROG_RATES = {
+    "random": [0.4, 0.2, 0.0, 0.0, 0.1],
+    "bot": [1.0, 1.0, 0.0, 0.5, 1.0],
+    "runs/x__llm_ppo__1/model.zip": [0.6, 0.2, 0.0, 0.25, 0.0],
+}
+
+
+def balrog_results(agents: list[str]) -> list[Result]:
+    labels = [label for label, _, _ in SUITES["balrog"]]
+    return [_result(a, label, rate) for a in agents for label, rate in zip(labels, BALROG_RATES[a], strict=True)]
+
+
+def test_task_suites_compare_each_task_with_random_and_bot() -> None:
+    """balrog's tasks are five kinds, not variants of the first: each is compared with the floor and the
+    ceiling on the same task, not with goto."""
+    lines = markdown(balrog_results(list(BALROG_RATES))).splitlines()
+    head = _cells(lines[0])
+    assert head == [
+        "test",
+        *("random: success [99 % CI]", "÷ bot", "return"),  # no column of random against itself
+        *("bot: success [99 % CI]", "− random", "return"),
+        *("llm_ppo: success [99 % CI]", "− random", "÷ bot", "return"),
+    ]
+    rows = {_cells(line)[0]: _cells(line) for line in lines[2:8]}
+    assert all(len(row) == len(head) for row in rows.values())
+    goto, putnext = rows["BabyAI-MixedTrainLocal-v0/goto"], rows["BabyAI-MixedTrainLocal-v0/putnext"]
+    assert goto[7:10] == ["0.60 [0.50, 0.70]", "+0.20", "0.60"]
+    assert putnext[5] == "+0.50" and putnext[8:10] == ["+0.25", "0.50"]
+    assert rows["BabyAI-MixedTrainLocal-v0/open"][9] == "—"  # the bot never succeeded: no ratio
+    # the mean over the tasks (BALROG's score): 0.21, vs random's 0.14 and the bot's 0.70
+    assert rows["mean of the 5 tests"][7:10] == ["0.21", "+0.07", "0.30"]
+    assert "vs (a)" not in "\n".join(lines)
+    assert lines[-1].startswith("− random: success minus the random agent's on the same test; ÷ bot:")
+
+
+def test_a_missing_reference_is_named_instead_of_its_column() -> None:
+    table = markdown(balrog_results(["runs/x__llm_ppo__1/model.zip", "random"]))
+    assert _cells(table.splitlines()[0]) == [
+        "test",
+        *("llm_ppo: success [99 % CI]", "− random", "return"),
+        *("random: success [99 % CI]", "return"),
+    ]
+    assert "bot not evaluated, so no ÷ bot column (--agent bot adds it)" in table
+    alone = markdown(balrog_results(["runs/x__llm_ppo__1/model.zip"]))
+    assert _cells(alone.splitlines()[0]) == ["test", "llm_ppo: success [99 % CI]", "return"]
+    assert "random and bot not evaluated, so no − random nor ÷ bot column" in alone
+
+
+def test_variant_suites_keep_the_change_from_a() -> None:
+    labels = [label for label, _, _ in SUITES["small"]]
+    results = [_result(a, label, 0.5 if k else 0.8) for a in ("random", "bot") for k, label in enumerate(labels)]
+    table = markdown(results)
+    assert _cells(table.splitlines()[0]).count("vs (a)") == 2 and "− random" not in table
+    assert _cells(table.splitlines()[3])[2] == "-38%"  # (0.5 - 0.8) / 0.8
+    assert "÷ bot" in markdown(results, compare="references")
+    with pytest.raises(ValueError, match="compare must be"):
+        markdown(results, compare="goto")  # type: ignore[arg-type]
 
 
 def test_bad_agent_and_suite() -> None:
@@ -203,9 +271,9 @@ def test_a_loaded_dqn_agent_has_a_one_transition_buffer(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--episodes", "0"], "--episodes: must be at least 1, got 0"),
-        (["--episodes", "-5"], "--episodes: must be at least 1, got -5"),
-        (["--envs", "0"], "--envs: must be at least 1, got 0"),
+        (["--episodes", "0"], "error: --episodes must be at least 1, got 0"),
+        (["--episodes", "-5"], "error: --episodes must be at least 1, got -5"),
+        (["--envs", "0"], "error: --envs must be at least 1, got 0"),
     ],
 )
 def test_cli_refuses_counts_below_one(tmp_path, capsys, args: list[str], message: str) -> None:
