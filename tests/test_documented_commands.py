@@ -1,0 +1,196 @@
+"""Every shell command in README.md and docs/*.md runs as written, in the order a reader meets it.
+
+Each command runs in a scratch folder that holds the repository's ``examples/``,
+``hyperparams/`` and ``.venv`` (so ``.venv/bin/python`` and ``python`` both mean the test's
+interpreter), with its budget flags made tiny (:data:`TINY`: the rest of the command is
+kept); a command the test cannot run is listed in :data:`NOT_RUN` with why.  A new
+documented command that is in neither fails the collection test, so the docs cannot drift
+from the code unnoticed.  Placeholders such as ``runs/<run>/model.zip`` stand for the runs
+the earlier commands of the same page wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+#: commands a test cannot run, with why (matched with re.search)
+NOT_RUN: dict[str, str] = {
+    r"^make main": "the main job itself: run in full from a fresh clone before an issue is resolved "
+    "(its command is also run below with tiny budgets)",
+    r"^make test": "the test suite itself (this test is part of it)",
+    r"babyai_text\.play .*--window": "needs a display (minigrid's window); without one it says so",
+    r"^python benchmarks/": "measurements of minutes each: `make bench`; tests never time anything",
+    r"recipe_study\.sh": "the recipe study: 15 CPU-minutes per arm and seed",
+    r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
+    "(its steps are the training and evaluation commands run here)",
+    r"recipe_study report": "reads the recipe study's results (studies/recipes), which only the study writes",
+    r"--agent SmolLM2-135M-Instruct .*--suite balrog": "BALROG's 100-step episodes with two LLM agents: minutes "
+    "even at one episode per task (the balrog suite itself runs here with random and bot)",
+    r"--nproc_per_node=4": "four ranks of full fine-tuning on MixedTrain for 1.5M frames: GPU scale",
+}
+
+#: flags made tiny per program (value replaced where the command has the flag, else appended)
+TINY: dict[str, dict[str, str]] = {
+    "examples/train_llm_ppo.py": {
+        "--total-timesteps": "16",
+        "--n-envs": "2",
+        "--n-steps": "8",
+        "--batch-size": "8",
+        "--n-epochs": "1",
+        "--grounding-states": "4",
+    },
+    "examples/train_symbolic_ppo.py": {"--total-timesteps": "64", "--n-envs": "2", "--n-steps": "32"},
+    "examples/train_drrn.py": {"--total-timesteps": "64", "--n-envs": "2", "--learning-starts": "16"},
+    "examples/default_settings_run.py": {"--n-envs": "2", "--n-steps": "4", "--batch-size": "8", "--updates": "1"},
+    "examples/zero_shot_prompts.py": {"--states": "3"},
+    "glam_experiments.evaluate": {"--episodes": "1", "--envs": "1"},
+    "glam_experiments.viewer": {"--episodes": "1", "--max-steps": "3"},
+    "glam_experiments.linear_probe": {"--train-states": "12", "--test-states": "6"},
+    "glam_experiments.main_job": {
+        "--total-timesteps": "16",
+        "--n-envs": "2",
+        "--n-steps": "8",
+        "--batch-size": "8",
+        "--n-epochs": "1",
+        "--nproc": "1",
+        "--episodes": "1",
+        "--variant-episodes": "0",
+        "--grounding-states": "3",
+        "--eval-workers": "1",
+        "--eval-envs": "1",
+        "--viewer-episodes": "1",
+    },
+    "glam_experiments.demonstrations": {"--episodes": "2"},
+    "rl_zoo3.train": {"-n": "16", "-params": "n_envs:2 n_steps:8 batch_size:8 n_epochs:1"},
+    "rl_zoo3.enjoy": {"-n": "5"},
+}
+#: what `make main` runs, made tiny like the rest (the README's other commands read its results/)
+MAKE_MAIN = ".venv/bin/python -m glam_experiments.main_job"
+
+
+def documented_commands(page: str) -> list[str]:
+    """The shell commands of a page's ``bash``/``sh`` blocks, continuation lines joined, comments cut."""
+    text = (ROOT / page).read_text()
+    commands = []
+    for block in re.findall(r"^```(?:bash|sh|shell)\n(.*?)^```", text, re.S | re.M):
+        for command in re.sub(r"\\\n\s*", " ", block).splitlines():
+            command = re.sub(r"\s+#.*$", "", command).strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def _not_run(command: str) -> str | None:
+    return next((why for pattern, why in NOT_RUN.items() if re.search(pattern, command)), None)
+
+
+def _program(command: str) -> str | None:
+    return next((program for program in TINY if program in command), None)
+
+
+def tiny(command: str) -> str:
+    """``command`` with its program's budget flags (:data:`TINY`) set to tiny values."""
+    program = _program(command)
+    if program is None:
+        return command
+    words = shlex.split(command)
+    for flag, value in TINY[program].items():
+        values = value.split()
+        if flag in words:
+            i = words.index(flag)
+            end = i + 1
+            while end < len(words) and not words[end].startswith("-"):
+                end += 1
+            words[i + 1 : end] = values
+        else:
+            words += [flag, *values]
+    return " ".join(w if re.fullmatch(r"[\w@%+=:,./*-]+", w) else shlex.quote(w) for w in words)
+
+
+def _fill_placeholders(command: str, cwd: Path) -> str:
+    """``runs/<run>/model.zip`` (and ``<symbolic run>``, ``<run name>``...) → the newest run the page wrote
+    that holds what follows the placeholder (``<kind run>``: whose name holds ``kind``)."""
+
+    def newest(match: re.Match[str]) -> str:
+        folder, name, rest = match.group(1), match.group(2), match.group(3) or ""
+        kind = name.split()[0] if name.split()[0] != "run" else ""
+        runs = sorted(
+            (
+                p
+                for p in (cwd / folder).glob("*")
+                if kind in p.name and p.is_dir() and (not rest or (p / rest.lstrip("/")).exists())
+            ),
+            key=os.path.getmtime,
+        )
+        if not runs:
+            pytest.fail(f"{command!r}: no earlier command of the page wrote {folder}/<{name}>{rest}")
+        return str(runs[-1].relative_to(cwd)) + rest
+
+    return re.sub(r"([\w/]+)/<([^>]+)>(/[\w.]+)?", newest, command)
+
+
+def _workspace(tmp_path: Path) -> Path:
+    for name in ("examples", "hyperparams", "benchmarks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    venv = Path(sys.executable).parent.parent
+    (tmp_path / ".venv").symlink_to(venv if (venv / "bin").is_dir() else ROOT / ".venv")
+    return tmp_path
+
+
+def _run(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["MINARI_DATASETS_PATH"] = str(cwd / "minari")  # not the home folder
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, (
+        f"{command!r} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    return done
+
+
+def test_every_documented_command_is_run_or_says_why() -> None:
+    unknown = [
+        f"{page}: {c}"
+        for page in PAGES
+        for c in documented_commands(page)
+        if _not_run(c) is None and _program(c) is None and not re.search(r"babyai_text\.play|curves|recipe_study", c)
+    ]
+    assert not unknown, "documented commands neither run here (TINY) nor listed in NOT_RUN:\n" + "\n".join(unknown)
+
+
+def test_the_flag_rewrite_keeps_the_command() -> None:
+    command = ".venv/bin/python examples/train_llm_ppo.py --total-timesteps 4096 --checkpoint-every 10"
+    assert tiny(command) == (
+        ".venv/bin/python examples/train_llm_ppo.py --total-timesteps 16 --checkpoint-every 10 --n-envs 2 "
+        "--n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
+    )
+    assert "n_envs:2 n_steps:8" in tiny("python -m rl_zoo3.train --algo ppo -params n_envs:8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in PAGES if any(_not_run(c) is None for c in documented_commands(p))])
+def test_documented_commands_run(page: str, tmp_path: Path) -> None:
+    if page == "docs/demonstrations.md":
+        pytest.importorskip("minari", reason="the data extra (Minari) is not installed")
+    cwd = _workspace(tmp_path)
+    commands = [c for c in documented_commands(page) if _not_run(c) is None]
+    if any("results/" in c for c in commands):
+        _run(tiny(MAKE_MAIN), cwd)  # `make main`'s results, which the page's commands read
+    for command in commands:
+        done = _run(tiny(_fill_placeholders(command, cwd)), cwd)
+        assert "Traceback" not in done.stderr, f"{command!r} printed a traceback:\n{done.stderr[-3000:]}"
