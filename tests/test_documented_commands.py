@@ -71,9 +71,21 @@ TINY: dict[str, dict[str, str]] = {
         "--viewer-episodes": "1",
     },
     "glam_experiments.demonstrations": {"--episodes": "2"},
+    "examples/train_bc.py": {
+        "--epochs": "1",
+        "--episodes": "2",
+        "--bc-batch-size": "4",
+        "--ppo-timesteps": "16",
+        "--n-envs": "2",
+        "--n-steps": "8",
+        "--batch-size": "8",
+        "--n-epochs": "1",
+    },
     "rl_zoo3.train": {"-n": "16", "-params": "n_envs:2 n_steps:8 batch_size:8 n_epochs:1"},
     "rl_zoo3.enjoy": {"-n": "5"},
 }
+#: programs that need the data extra (Minari), absent from the lowest-versions install
+NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py")
 #: what `make main` runs, made tiny like the rest (the README's other commands read its results/)
 MAKE_MAIN = ".venv/bin/python -m glam_experiments.main_job"
 
@@ -185,7 +197,7 @@ def test_the_flag_rewrite_keeps_the_command() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if any(_not_run(c) is None for c in documented_commands(p))])
 def test_documented_commands_run(page: str, tmp_path: Path) -> None:
-    if page == "docs/demonstrations.md":
+    if any(program in c for c in documented_commands(page) for program in NEEDS_MINARI):
         pytest.importorskip("minari", reason="the data extra (Minari) is not installed")
     cwd = _workspace(tmp_path)
     commands = [c for c in documented_commands(page) if _not_run(c) is None]

@@ -1,0 +1,112 @@
+"""Behaviour cloning of the GLAM agent from a Minari dataset of demonstrations, then PPO, CleanRL-style.
+
+    python examples/train_bc.py --dataset-id babyai-text/GoToS5N2/bot-v0 --save-model
+    python examples/train_bc.py --dataset-id babyai-text/GoToS5N2/bot-v0 --ppo-timesteps 2048  # BC, then PPO
+
+The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (so the policy is
+built exactly as PPO's: model, fine-tuning mode, rates, prompt) plus cloning's own.  The policy
+is trained on the dataset's actions with :func:`glam_experiments.behaviour_cloning.behaviour_clone`
+(``losses/bc_*`` and ``charts/bc_*`` in TensorBoard under ``runs/<run name>/``), then, with
+``--ppo-timesteps N``, by stock SB3 PPO for N frames in the same run folder (``charts/*``,
+``losses/*``, ``episodes.csv``).  See ``docs/behaviour_cloning.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+from stable_baselines3 import PPO
+
+from glam_experiments.behaviour_cloning import behaviour_clone
+from glam_experiments.cli import UsageError, require_at_least, run_command
+from glam_experiments.configs import LLMPPOConfig
+from glam_experiments.demonstrations import load_demonstrations
+from glam_experiments.distributed import init_ranks, launched_by_torchrun
+from glam_experiments.envs import make_text_vec_env
+from glam_experiments.training import record_flags, run_name, train
+
+
+@dataclass
+class Args(LLMPPOConfig):
+    dataset_id: str | None = None
+    """the Minari dataset of demonstrations (required), e.g. from python -m glam_experiments.demonstrations"""
+    env_id: str | None = None
+    """the BabyAI-Text id PPO's env runs (default: the dataset's); its spaces must be the dataset's"""
+    episodes: int | None = None
+    """clone from the dataset's first N episodes only (default: all)"""
+    epochs: int = 3
+    """passes over the demonstrations"""
+    bc_batch_size: int = 32
+    """demonstration steps per gradient step"""
+    bc_learning_rate: float | None = None
+    """the LM's learning rate while cloning, the value head's scaled alike (default: --lm-learning-rate, PPO's)"""
+    bc_value_coef: float | None = None
+    """weight of the value head's fit to the demonstrations' discounted returns (default: --vf-coef; 0: no fit)"""
+    val_fraction: float = 0.1
+    """episodes held out to measure agreement with the demonstrations after each epoch"""
+    ppo_timesteps: int = 0
+    """then train with PPO for this many frames (0: cloning only)"""
+    seed: int = 1
+    run_dir: Path = Path("runs")
+    save_model: bool = False
+    """save the agent to <run_dir>/<run_name>/model.zip"""
+    torch_threads: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: the GPU when CUDA is available"""
+
+
+def check(args: Args) -> None:
+    """Refuse flags that cannot run, with one line naming the flag."""
+    args.check()
+    if args.dataset_id is None:
+        raise UsageError("--dataset-id is required: the Minari dataset to clone (docs/behaviour_cloning.md)")
+    require_at_least({"epochs": args.epochs, "bc_batch_size": args.bc_batch_size, "episodes": args.episodes})
+    require_at_least({"ppo_timesteps": args.ppo_timesteps, "bc_value_coef": args.bc_value_coef}, minimum=0)
+    if not 0 <= args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if launched_by_torchrun():
+        raise UsageError("train_bc.py runs in one process (no torchrun)")
+
+
+def main(args: Args) -> PPO:
+    check(args)
+    device = init_ranks(args.device).device
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    dataset = load_demonstrations(args.dataset_id)
+    env_id = args.env_id or (dataset.env_spec.id if dataset.env_spec is not None else None)
+    if env_id is None:
+        raise UsageError(f"dataset {args.dataset_id!r} names no env: pass --env-id")
+    run_dir = args.run_dir / run_name(env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
+    record_flags(run_dir, args)
+    env = make_text_vec_env(env_id, args.n_envs, args.seed, args.reward_scale)
+    model = args.make(env, seed=args.seed, device=device)
+    history = behaviour_clone(
+        model,
+        dataset,
+        epochs=args.epochs,
+        batch_size=args.bc_batch_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        episodes=args.episodes,
+        lm_learning_rate=args.bc_learning_rate,
+        value_coef=args.bc_value_coef,
+        reward_scale=args.reward_scale,
+        run_dir=run_dir,
+    )
+    if history[-1].val_accuracy is not None:
+        print(
+            f"agreement with the held-out demonstrations: {history[0].val_accuracy:.3f} before cloning, "
+            f"{history[-1].val_accuracy:.3f} after {args.epochs} epochs"
+        )
+    # PPO from the cloned policy (none with --ppo-timesteps 0); saves and says where the logs are
+    train(model, args.ppo_timesteps, run_dir, args.save_model, args.torch_threads)
+    return model
+
+
+if __name__ == "__main__":
+    run_command(lambda argv: main(tyro.cli(Args, args=argv)))
