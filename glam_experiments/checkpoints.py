@@ -1,12 +1,16 @@
 """Periodic checkpoints of a training run, and resuming a run that was killed.
 
 A checkpoint is a folder ``<run_dir>/checkpoints/frames-<N>/`` holding ``model.zip``
-(SB3's save: policy weights, optimizer state, step and update counters) and
-``state.json`` (the frames over all ranks, the algorithm's class and the logger's
-success window).  It is written under a temporary name and renamed when complete, and
-``<run_dir>/checkpoints/latest`` names the newest one, so a run killed at any instant
-(preemption, ``SIGKILL``) leaves a complete checkpoint to resume from.  The two newest are
-kept.
+(SB3's save: the policy's trained weights, the optimizer's state of those, step and update
+counters) and ``state.json`` (the frames over all ranks, the algorithm's class and the
+logger's success window).  An :class:`~llm_policy.LLMPolicy` that trains part of its LM
+(``finetune="lora"``, ``"top_k"``, ``"frozen"``) saves that part and its value head only,
+and names its frozen base weights by model name and content hash (:mod:`llm_policy.saving`):
+a top-2 checkpoint of SmolLM2-135M is 105 MB instead of 615 MB, and resuming refuses base
+weights that changed since (``BaseWeightsMismatchError``).  It is written under a
+temporary name and renamed when complete, and ``<run_dir>/checkpoints/latest`` names the
+newest one, so a run killed at any instant (preemption, ``SIGKILL``) leaves a complete
+checkpoint to resume from.  The two newest are kept.
 """
 
 from __future__ import annotations
@@ -97,6 +101,9 @@ def load_checkpoint(
 
     The model's step counter is set to this rank's share of the frames, so a run resumed
     on a different number of ranks continues from the same total.
+
+    :raises llm_policy.saving.BaseWeightsMismatchError: the checkpoint holds only the trained
+        weights of an LLM policy and its base model's files changed since it was written.
     """
     folder = latest_checkpoint(run_dir)
     state = read_state(run_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Collection
@@ -68,7 +69,8 @@ def check_resume(run_dir: Path, args: Any, free: Collection[str]) -> bool:
             "done; pass at least that many."
         )
     if args.total_timesteps == done:
-        if current_ranks().is_main:
+        # called before the ranks join (a complete run never starts them): rank 0 is torchrun's RANK 0
+        if int(os.environ.get("RANK", "0")) == 0:
             print(
                 f"{run_dir} is already complete ({done} frames, checkpoint in {checkpoint_root(run_dir)}); "
                 "a larger --total-timesteps continues it."

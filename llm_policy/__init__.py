@@ -21,6 +21,7 @@ from llm_policy.models import (
     load_language_model,
 )
 from llm_policy.policy import LLMPolicy
+from llm_policy.saving import BaseWeightsMismatchError
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, PromptTooLongError, Scores
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "NORMALIZATIONS",
     "STRATEGIES",
     "ActionScorer",
+    "BaseWeightsMismatchError",
     "LLMPolicy",
     "LoadedModel",
     "ModelNotFoundError",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
 from torch.utils.checkpoint import checkpoint
 
 from babyai_text import decode_batch
@@ -24,6 +26,14 @@ from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_m
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
 from llm_policy.models import DEFAULT_MODEL, DeviceMap, MaxMemory, check_placement, load_language_model
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
+from llm_policy.saving import (
+    RECORD_FORMAT,
+    BaseWeightsMismatchError,
+    base_record,
+    frozen_weights_hash,
+    mismatch_message,
+    set_base_record,
+)
 from llm_policy.scoring import NORMALIZATIONS, STRATEGIES, ActionScorer, Normalization, Scores, Strategy
 from llm_policy.value_head import RunningStandardizer
 
@@ -103,6 +113,11 @@ class LLMPolicy(ActorCriticPolicy):
         may give the weights, e.g. ``{0: "30GiB", 1: "30GiB"}``.
     :param ortho_init: must stay ``False``: orthogonal init would overwrite the LM's weights.
     :param share_features_extractor: must stay ``True``: actor and critic share one LM.
+
+    Saving (``PPO.save``, ``policy.save``, pickling) keeps what was trained: with
+    ``finetune="lora"``, ``"top_k"`` or ``"frozen"`` (pretrained weights), :meth:`state_dict`
+    leaves out the frozen LM weights and names them by ``model`` and a content hash, checked
+    when loading (:mod:`llm_policy.saving`); ``"full"`` and ``pretrained=False`` save everything.
     """
 
     def __init__(
@@ -276,11 +291,14 @@ class LLMPolicy(ActorCriticPolicy):
         self.optimizer = with_group_lr_scales(self.optimizer_class)(groups, lr=base_lr, **self.optimizer_kwargs)
         # under torchrun every rank trains the same policy: see llm_policy.distributed
         self.rank_sync = RankSync(self) if multi_rank() else None
+        self._init_frozen_record()
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # Pickled (torch.save(policy), deepcopy) as what SB3's policy.save keeps — constructor
         # arguments, weights, optimizer state — since the HF model carries closures (transformers'
         # output-capturing hooks) that do not pickle; unpickling loads the LM by name again.
+        # The weights are state_dict()'s: only the trained ones where the base is frozen (its
+        # reference, in the state dict's _metadata, is pickled with it and checked on rebuild).
         return _rebuild_policy, (
             type(self),
             self._get_constructor_parameters(),
@@ -319,6 +337,148 @@ class LLMPolicy(ActorCriticPolicy):
             max_memory=self.max_memory,
         )
         return data
+
+    # --- saving -------------------------------------------------------------------------
+
+    def _init_frozen_record(self) -> None:
+        """Note which weights a save leaves out, and their state now (as loaded from the files).
+
+        Left out are the LM's frozen *parameters*: the value head (with its standardiser's
+        buffers), the trainable LM parameters and the LM's buffers are always saved.  Nothing
+        is left out with ``finetune="full"`` or random weights (``pretrained=False``: they are
+        not reproducible from the model's name).
+        """
+        if self.finetune == "full" or not self.pretrained:
+            frozen: list[str] = []
+        else:
+            frozen = [
+                name
+                for name, param in self.named_parameters(remove_duplicate=False)
+                if not param.requires_grad and not name.startswith("value_net.")
+            ]
+        #: names (in the policy's state dict) of the weights a save may leave out, sorted
+        self._frozen_names: tuple[str, ...] = tuple(sorted(frozen))
+        self._frozen_at_load = self._frozen_fingerprint()
+        self._base_hash: str | None = None  # computed at the first save or compact load
+
+    def _frozen_params(self) -> dict[str, nn.Parameter]:
+        params = dict(self.named_parameters(remove_duplicate=False))
+        return {name: params[name] for name in self._frozen_names}
+
+    def _frozen_fingerprint(self) -> tuple[tuple[int, int, torch.dtype], ...]:
+        # Parameter objects and their version counters survive .to(device) (which swaps the
+        # data under the same Parameter) but not an in-place edit, load_state_dict's copy_ or
+        # load_state_dict(assign=True): equal fingerprints mean the weights loaded at construction.
+        return tuple((id(p), p._version, p.dtype) for p in self._frozen_params().values())
+
+    def frozen_tensors(self) -> dict[str, torch.Tensor]:
+        """The frozen LM weights a save leaves out (name in :meth:`state_dict` -> tensor)."""
+        return {name: p.detach() for name, p in self._frozen_params().items()}
+
+    def base_weights_hash(self) -> str:
+        """Content hash of :meth:`frozen_tensors` (:func:`llm_policy.saving.frozen_weights_hash`),
+        computed once while they are the weights loaded at construction."""
+        untouched = self._frozen_fingerprint() == self._frozen_at_load
+        if untouched and self._base_hash is not None:
+            return self._base_hash
+        digest = frozen_weights_hash(self.frozen_tensors())
+        if untouched:
+            self._base_hash = digest
+        return digest
+
+    def _saves_compact(self) -> bool:
+        """Whether a save may leave the frozen weights out: there are some, and they are still
+        those loaded from the model's files (a policy whose frozen weights were edited or
+        loaded from elsewhere saves them)."""
+        return bool(self._frozen_names) and self._frozen_fingerprint() == self._frozen_at_load
+
+    def state_dict(  # type: ignore[override]
+        self, *args: Any, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
+        """The weights to save: everything but the frozen LM weights where those come from the
+        model's files, plus a record naming them (model name and content hash, in the state
+        dict's ``_metadata``, see :mod:`llm_policy.saving`).
+
+        SB3 calls this to save (``PPO.save``, ``get_parameters``, ``policy.save``), as does
+        pickling.  A policy nested in another module (called with a ``prefix``) gives the whole
+        state, as ``nn.Module.state_dict`` does, since its parent's ``load_state_dict`` would
+        not know the record; so does ``nn.Module.state_dict(policy)``.
+
+        :param destination: as ``nn.Module.state_dict``.
+        :param prefix: as ``nn.Module.state_dict``.
+        :param keep_vars: as ``nn.Module.state_dict``.
+        """
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if destination is not None or prefix or not self._saves_compact():
+            return state
+        record = {
+            "format": RECORD_FORMAT,
+            "model": self.model_name,
+            "sha256": self.base_weights_hash(),
+            "tensors": len(self._frozen_names),
+        }
+        if set_base_record(state, record):
+            for name in self._frozen_names:
+                del state[name]
+        return state
+
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
+        """Load a state dict from :meth:`state_dict`, or a whole one (saves from before issue 19).
+
+        A state dict saved without its frozen weights keeps this policy's: they must hash to
+        the saved record's hash, else :class:`~llm_policy.saving.BaseWeightsMismatchError`
+        names the model, both hashes and the fix.  Frozen weights a whole state dict holds
+        are copied only where they differ from this policy's, so the policy still counts
+        as holding its model's weights (and saves compactly) after loading an old save.
+
+        :param state_dict: the state dict.
+        :param strict: as ``nn.Module.load_state_dict`` (frozen weights vouched for by the
+            record are not missing).
+        :param assign: as ``nn.Module.load_state_dict``.
+        :raises BaseWeightsMismatchError: if the frozen weights are not those of the save.
+        """
+        params = dict(self.named_parameters(remove_duplicate=False))
+        record = base_record(state_dict)
+        kept: set[str] = set()  # this policy's tensors stand for these names
+        if record is not None:
+            absent = sorted(n for n in params if n not in state_dict and not n.startswith("value_net."))
+            if absent:
+                if absent == list(self._frozen_names):
+                    current = self.base_weights_hash()
+                else:  # e.g. a top-k save loaded with another k or into a "full" policy
+                    current = frozen_weights_hash({n: params[n].detach() for n in absent})
+                if current != record.get("sha256"):
+                    raise BaseWeightsMismatchError(mismatch_message(record, self.model_name, current, len(absent)))
+                kept.update(absent)
+        if not assign:
+            for name in self._frozen_names:
+                value = state_dict.get(name)
+                if isinstance(value, torch.Tensor) and _same_tensor(value, params[name]):
+                    kept.add(name)
+        if kept:
+            filtered: OrderedDict[str, Any] = OrderedDict((k, v) for k, v in state_dict.items() if k not in kept)
+            metadata = getattr(state_dict, "_metadata", None)
+            if metadata is not None:
+                filtered._metadata = metadata  # type: ignore[attr-defined]
+            state_dict = filtered
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in kept]
+        if strict and (missing or result.unexpected_keys):
+            errors = []
+            if missing:
+                errors.append("Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
+            if result.unexpected_keys:
+                unexpected = ", ".join(f'"{k}"' for k in result.unexpected_keys)
+                errors.append(f"Unexpected key(s) in state_dict: {unexpected}. ")
+            if missing and record is None and set(missing) <= set(self._frozen_names):
+                errors.append(
+                    "(the frozen base weights are missing and the state dict carries no record of them: was "
+                    "it copied key by key, losing state_dict()'s _metadata? Load the state dict itself)"
+                )
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+        return _IncompatibleKeys(missing, result.unexpected_keys)
 
     # --- devices ------------------------------------------------------------------------
 
@@ -459,3 +619,10 @@ def _rebuild_policy(
     policy.load_state_dict(state)
     policy.optimizer.load_state_dict(optimizer_state)
     return policy
+
+
+def _same_tensor(saved: torch.Tensor, current: torch.Tensor) -> bool:
+    """Whether ``saved`` holds exactly ``current``'s values (dtype, shape and every element)."""
+    if saved.dtype != current.dtype or saved.shape != current.shape:
+        return False
+    return torch.equal(saved.to(current.device), current.detach())
