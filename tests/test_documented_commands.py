@@ -33,6 +33,8 @@ NOT_RUN: dict[str, str] = {
     r"recipe_study\.sh": "the recipe study: 15 CPU-minutes per arm and seed",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
+    r"reference_curves\.sh": "the reference curves: about 70 CPU-minutes per LLM seed on 2 cores",
+    r"curves studies/reference": "reads the reference run, which only reference_curves.sh writes",
     r"recipe_study report": "reads the recipe study's results (studies/recipes), which only the study writes",
     r"--agent SmolLM2-135M-Instruct .*--suite balrog": "BALROG's 100-step episodes with two LLM agents: minutes "
     "even at one episode per task (the balrog suite itself runs here with random and bot)",
