@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
+from tqdm import TqdmExperimentalWarning
 
 from glam_experiments.callbacks import CleanRLLogger
 from glam_experiments.checkpoints import Checkpointer, TrainingState, checkpoint_root, read_state
@@ -124,11 +126,14 @@ def train(
     bar = ProgressBarCallback() if ranks.is_main else None
     if remaining:
         try:
-            model.learn(
-                math.ceil(remaining / ranks.world_size),
-                callback=all_callbacks + ([bar] if bar is not None else []),
-                reset_num_timesteps=resumed is None,
-            )
+            with warnings.catch_warnings():
+                # SB3's bar is tqdm.rich, which warns at every start that it is experimental: nothing to act on
+                warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
+                model.learn(
+                    math.ceil(remaining / ranks.world_size),
+                    callback=all_callbacks + ([bar] if bar is not None else []),
+                    reset_num_timesteps=resumed is None,
+                )
         except KeyboardInterrupt:
             _interrupted(bar, run_dir, checkpoint_every, ranks.is_main)
     if save_model and ranks.is_main:
