@@ -249,7 +249,7 @@ class LLMPolicy(ActorCriticPolicy):
         hf_model = loaded.model
         disable_dropout(hf_model)
         if self.gradient_checkpointing:
-            hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.lm = apply_finetune_mode(hf_model, self.finetune, top_k=self.top_k, lora_kwargs=self.lora_kwargs)
         self.lm_kind = loaded.kind
         self.scorer = ActionScorer(

@@ -382,12 +382,12 @@ def test_gradient_checkpointing_while_training_does_not_share(word_llama) -> Non
     scorer = ActionScorer(model, word_llama.tokenizer, "causal", min_shared_tokens=1)
     ids = token_ids(scorer, prompts, candidates)
     assert scorer.shared_prefix_length(ids) > 0
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     try:
         model.train()
         assert scorer.shared_prefix_length(ids) == 0
         model.eval()
         assert scorer.shared_prefix_length(ids) > 0
     finally:
-        model.gradient_checkpointing_disable()
+        model.activation_checkpointing_disable()
         model.eval()
