@@ -52,7 +52,9 @@ class RankSync:
         if self.broadcast_done:
             return
         with torch.no_grad():
-            for tensor in self.module.state_dict(keep_vars=True).values():
+            # nn.Module's own state_dict: every parameter and buffer, not LLMPolicy's save (which
+            # leaves out frozen weights and hashes them)
+            for tensor in nn.Module.state_dict(self.module, keep_vars=True).values():
                 dist.broadcast(tensor, src=0)
         self.broadcast_done = True
 
