@@ -1,6 +1,10 @@
 """Train DRRN (GRU encodings of GLAM's prompt and of each action name) with stock SB3 DQN.
 
 python examples/train_drrn.py --env-id BabyAI-Text-GoToS5N2-v0 --total-timesteps 50000
+python examples/train_drrn.py --env-id BabyAI-Text-PickUpS5N2-v0 --demonstrations babyai-text/PickUpS5N2/bot-v0
+
+``--demonstrations`` fills the replay buffer with a Minari dataset's transitions (the bot's,
+from ``python -m glam_experiments.demonstrations``) before training: docs/behaviour_cloning.md.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class Args:
     embedding_dim: int = 128
     hidden_dim: int = 128
     reward_scale: float = 1.0
+    demonstrations: str | None = None
+    """a Minari dataset whose transitions fill the replay buffer before training (glam_experiments.replay_prefill)"""
+    demo_episodes: int | None = None
+    """only the dataset's first N episodes (default: all)"""
     seed: int = 1
     run_dir: Path = Path("runs")
     save_model: bool = False
@@ -53,7 +61,8 @@ def main(args: Args) -> DQN:
     require_at_least({"buffer_size": args.buffer_size, "train_freq": args.train_freq})
     require_at_least({"target_update_interval": args.target_update_interval, "gradient_steps": args.gradient_steps})
     require_at_least({"learning_starts": args.learning_starts}, minimum=0)
-    name = run_name(args.env_id, "drrn", args.seed)
+    require_at_least({"demo_episodes": args.demo_episodes})
+    name = run_name(args.env_id, "drrn_demos" if args.demonstrations else "drrn", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     softmax = args.exploration == "softmax"
     model = DQN(
@@ -79,6 +88,13 @@ def main(args: Args) -> DQN:
             "hidden_dim": args.hidden_dim,
         },
     )
+    if args.demonstrations:
+        from glam_experiments.demonstrations import load_demonstrations
+        from glam_experiments.replay_prefill import prefill_replay_buffer
+
+        dataset = load_demonstrations(args.demonstrations)
+        added = prefill_replay_buffer(model, dataset, args.demo_episodes, args.reward_scale)
+        print(f"replay buffer filled with {added} transitions of {args.demonstrations}")
     train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
     return model
 

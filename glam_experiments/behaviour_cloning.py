@@ -57,11 +57,12 @@ class Demonstrations:
 
     def take(self, rows: np.ndarray) -> Demonstrations:
         """The steps at ``rows``."""
-        observations = _take(self.observations, rows)
+        observations = take_rows(self.observations, rows)
         return Demonstrations(observations, self.actions[rows], self.returns[rows], self.episodes[rows])
 
 
-def _take(observations: Observations, rows: np.ndarray | slice) -> Observations:
+def take_rows(observations: Observations, rows: np.ndarray | slice) -> Observations:
+    """The ``rows`` of a batch of observations (each key's, for a dict observation)."""
     if isinstance(observations, dict):
         return {key: value[rows] for key, value in observations.items()}
     return observations[rows]
@@ -98,7 +99,7 @@ def demonstration_steps(episodes: Iterable[Any], gamma: float = 0.99, reward_sca
         steps = len(episode.actions)
         if steps == 0:
             continue
-        observations.append(_take(episode.observations, slice(0, steps)))
+        observations.append(take_rows(episode.observations, slice(0, steps)))
         actions.append(np.asarray(episode.actions, dtype=np.int64).reshape(steps))
         returns.append(discounted_returns(np.asarray(episode.rewards) * reward_scale, gamma))
         ids.append(np.full(steps, episode.id, dtype=np.int64))

@@ -241,7 +241,8 @@ def evaluate(
     """Every agent on every entry of ``suite``, on the same seeded episodes.
 
     :param agents: agent specs (see :func:`load_agent`).
-    :param suite: a name of :data:`SUITES`, or its own list of ``(label, env id, env kwargs)`` tests.
+    :param suite: a name of :data:`SUITES`, an env id (that level alone), or its own list of
+        ``(label, env id, env kwargs)`` tests.
     :param episodes: episodes per agent and suite entry.
     :param n_envs: envs stepped together (LM agents score them in one batch).
     :param seed: seeds the envs' episodes and the agents' sampling.
@@ -253,9 +254,12 @@ def evaluate(
     :param variant_episodes: episodes of the entries after the suite's first (default: ``episodes``).
     """
     if isinstance(suite, str):
-        if suite not in SUITES:
-            raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
-        entries = SUITES[suite]
+        if suite in SUITES:
+            entries = SUITES[suite]
+        elif suite in gym.registry:
+            entries = [("(a) no change", suite, {})]
+        else:
+            raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)} or a BabyAI-Text id")
     else:
         entries = list(suite)
         if not entries:
@@ -556,7 +560,9 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str]) -> None:
     parser = ArgumentParser(description=summary(__doc__))
     parser.add_argument("--agent", action="append", required=True, help="repeatable: .zip, random, bot or a model")
-    parser.add_argument("--suite", default="glam", help=f"one of {sorted(SUITES)}")
+    parser.add_argument(
+        "--suite", default="glam", help=f"one of {sorted(SUITES)}, or a BabyAI-Text id: that level alone"
+    )
     parser.add_argument("--episodes", type=int, default=100, help="per agent and test (>= 1)")
     parser.add_argument("--envs", type=int, default=4, help="envs stepped together (>= 1)")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """The recipe study: which PPO recipe turns SmolLM2-135M into a grounded agent on a CPU.
 
     python -m glam_experiments.recipe_study run --arm critic --seed 1 [--frames 1536]
+    python -m glam_experiments.recipe_study run --arm shipped --seed 1 --bc-dataset ID [--bc-episodes 100] --name bc100
     python -m glam_experiments.recipe_study report [studies/recipes]
 
 Each arm is a set of changes to :class:`glam_experiments.configs.LLMPPOConfig` (:data:`ARMS`).
@@ -12,6 +13,10 @@ interval, beside a random agent on the same episodes) and the grounding diagnost
 bot states from seeds no training env used.  It writes ``<out>/<arm>/seed<k>/result.json``
 (and the run's TensorBoard log, ``episodes.csv`` and ``grounding.csv``).  ``report`` prints
 a Markdown table over all results, one row per arm: mean ± sd over seeds.
+
+With ``--bc-dataset`` the arm first clones a Minari dataset of demonstrations
+(:func:`glam_experiments.behaviour_cloning.behaviour_clone`, issue 20), then trains with PPO
+for ``--frames`` (0: cloning alone); ``--name`` names its folder and row.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +64,22 @@ def arm_config(arm: str, base: LLMPPOConfig | None = None) -> LLMPPOConfig:
     return replace(base or LLMPPOConfig(), **ARMS[arm])
 
 
+@dataclass
+class Cloning:
+    """Behaviour cloning before PPO (:func:`glam_experiments.behaviour_cloning.behaviour_clone`'s arguments).
+
+    :param dataset_id: the Minari dataset of demonstrations.
+    :param episodes: its first N episodes (``None``: all).
+    :param epochs: passes over them.
+    :param learning_rate: the LM's rate while cloning (``None``: PPO's).
+    """
+
+    dataset_id: str
+    episodes: int | None = None
+    epochs: int = 3
+    learning_rate: float | None = None
+
+
 def run_arm(
     arm: str,
     seed: int,
@@ -71,42 +92,57 @@ def run_arm(
     grounding_every: int = 4,
     eval_envs: int = 10,
     curve_states: int = 100,
+    cloning: Cloning | None = None,
+    name: str | None = None,
+    base: LLMPPOConfig | None = None,
 ) -> dict[str, Any]:
-    """Train and measure one arm with one seed; returns (and writes) its result."""
+    """Train and measure one arm with one seed; returns (and writes) its result.
+
+    :param frames: PPO's env-steps (0: no PPO; with ``cloning``, cloning alone).
+    :param cloning: clone demonstrations first; ``None``: PPO from the pretrained model.
+    :param name: the folder and report row (default: ``arm``).
+    :param base: the config the arm changes (default: ``LLMPPOConfig()``).
+    """
     from glam_baselines import RandomAgent
     from glam_experiments.callbacks import GroundingLogger
     from glam_experiments.diagnostics import BotStates, measure
     from glam_experiments.envs import make_text_vec_env
-    from glam_experiments.evaluate import run_episodes, wilson_interval
     from glam_experiments.training import train
 
-    config = arm_config(arm)
-    run_dir = out / arm / f"seed{seed}"
+    config = arm_config(arm, base)
+    name = name or arm
+    run_dir = out / name / f"seed{seed}"
     if (run_dir / "result.json").exists():
         raise FileExistsError(f"{run_dir / 'result.json'} exists: remove the folder to run this arm and seed again")
+    if frames < 0 or (frames == 0 and cloning is None):
+        raise ValueError(f"frames must be at least 1 (0 only after cloning), got {frames}")
     env = make_text_vec_env(env_id, config.n_envs, seed, config.reward_scale)
     model = config.make(env, seed=seed)
+    cloned = _clone(model, cloning, seed, config.reward_scale, run_dir) if cloning is not None else None
+    if cloned is not None and frames:  # the cloned policy before PPO: the "cloning alone" arm at no extra training
+        cloned["success"] = _success(lambda _e: model, env_id, episodes, eval_envs, eval_seed)
+        cloned["grounding"] = measure(
+            model.policy, BotStates.collect(env_id, grounding_states, seed=eval_seed)
+        ).as_dict()
     # bot states of the training-time diagnostics: seeds apart from the training envs' and the evaluation's
     logger = GroundingLogger(env_id, grounding_every, run_dir, num_states=curve_states, seed=eval_seed + 10_000)
     wall, cpu = time.perf_counter(), time.process_time()
-    train(model, frames, run_dir, save_model=False, callbacks=[logger])
+    if frames:
+        train(model, frames, run_dir, save_model=False, callbacks=[logger])
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     env.close()
 
     states = BotStates.collect(env_id, grounding_states, seed=eval_seed)
     grounding = measure(model.policy, states)
     successes = {}
-    for name, agent_of in (("trained", lambda _e: model), ("random", lambda e: RandomAgent(e.action_space, eval_seed))):
-        eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_envs)
-        eval_env.seed(eval_seed)
-        set_random_seed(eval_seed)
-        success, _ = run_episodes(agent_of(eval_env), eval_env, episodes)
-        eval_env.close()
-        low, high = wilson_interval(success)
-        successes[name] = {"rate": float(success.mean()), "low": low, "high": high, "episodes": len(success)}
+    for agent, agent_of in (
+        ("trained", lambda _e: model),
+        ("random", lambda e: RandomAgent(e.action_space, eval_seed)),
+    ):
+        successes[agent] = _success(agent_of, env_id, episodes, eval_envs, eval_seed)
     result = {
-        "arm": arm,
-        "changes": ARMS[arm],
+        "arm": name,
+        "changes": ARMS[arm] if name == arm else {"arm": arm, **ARMS[arm]},
         "config": asdict(config),
         "seed": seed,
         "env_id": env_id,
@@ -118,13 +154,55 @@ def run_arm(
         "random": successes["random"],
         "grounding": grounding.as_dict(),
         "grounding_curve": logger.history,
+        "cloning": cloned,
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     print(
-        f"{arm} seed {seed}: success {successes['trained']['rate']:.2f} (random {successes['random']['rate']:.2f}); "
+        f"{name} seed {seed}: success {successes['trained']['rate']:.2f} (random {successes['random']['rate']:.2f}); "
         f"{grounding.summary()}; {train_wall / 60:.1f} min"
     )
     return result
+
+
+def _success(agent_of: Any, env_id: str, episodes: int, eval_envs: int, eval_seed: int) -> dict[str, Any]:
+    """Success of ``agent_of(env)`` on ``episodes`` seeded episodes (actions sampled), with its Wilson 99 % interval."""
+    from glam_experiments.evaluate import run_episodes, wilson_interval
+
+    eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_envs)
+    eval_env.seed(eval_seed)
+    set_random_seed(eval_seed)
+    success, _ = run_episodes(agent_of(eval_env), eval_env, episodes)
+    eval_env.close()
+    low, high = wilson_interval(success)
+    return {"rate": float(success.mean()), "low": low, "high": high, "episodes": len(success)}
+
+
+def _clone(model: Any, cloning: Cloning, seed: int, reward_scale: float, run_dir: Path) -> dict[str, Any]:
+    """Behaviour cloning of ``model`` in place; what it did, for the result."""
+    from glam_experiments.behaviour_cloning import behaviour_clone
+    from glam_experiments.demonstrations import load_demonstrations
+
+    dataset = load_demonstrations(cloning.dataset_id)
+    wall, cpu = time.perf_counter(), time.process_time()
+    history = behaviour_clone(
+        model,
+        dataset,
+        epochs=cloning.epochs,
+        seed=seed,
+        episodes=cloning.episodes,
+        lm_learning_rate=cloning.learning_rate,
+        reward_scale=reward_scale,
+        run_dir=run_dir,
+    )
+    return {
+        **asdict(cloning),
+        "episodes": cloning.episodes or dataset.total_episodes,
+        "steps_trained": history[-1].steps,
+        "val_accuracy_before": history[0].val_accuracy,
+        "val_accuracy_after": history[-1].val_accuracy,
+        "wall_min": (time.perf_counter() - wall) / 60,
+        "cpu_min": (time.process_time() - cpu) / 60,
+    }
 
 
 def _stability(run_dir: Path) -> dict[str, float]:
@@ -144,6 +222,17 @@ def _stability(run_dir: Path) -> dict[str, float]:
     return out
 
 
+def _cloning(cloning: dict[str, Any] | None) -> str:
+    if not cloning:
+        return "—"
+    text = f"{cloning['episodes']} ep x {cloning['epochs']}"
+    if cloning.get("learning_rate") is not None:
+        text += f", lr {cloning['learning_rate']:g}"
+    if cloning.get("val_accuracy_after") is not None:
+        text += f" ({cloning['val_accuracy_before']:.2f} -> {cloning['val_accuracy_after']:.2f})"
+    return text
+
+
 def _mean_sd(values: list[float], digits: int = 2) -> str:
     arr = np.array(values, dtype=float)
     return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1) if len(arr) > 1 else 0:.{digits}f}"
@@ -155,12 +244,17 @@ def report(out: Path) -> str:
     for path in sorted(out.glob("*/seed*/result.json")):
         result = json.loads(path.read_text())
         results.setdefault(result["arm"], []).append((result, _stability(path.parent)))
+        cloned = result.get("cloning") or {}
+        if "success" in cloned:  # measured after cloning, before PPO
+            before = {**result, "frames": 0, "train_cpu_min": 0.0, "success": cloned["success"]}
+            before["grounding"] = cloned["grounding"]
+            results.setdefault(result["arm"] + " (cloned, before PPO)", []).append((before, {}))
     if not results:
         raise FileNotFoundError(f"no result.json under {out}/<arm>/seed<k>/: run some arms first")
     lines = [
-        "| arm | changes | seeds | frames | success | random | bot agreement (constant) | state dependence | "
+        "| arm | changes | cloning | seeds | frames | success | random | bot agreement (constant) | state dependence | "
         "value sd | approx KL | clip frac | entropy | expl. var. | CPU min | gain / CPU min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = [a for a in ARMS if a in results] + sorted(set(results) - set(ARMS))
     for arm in order:
@@ -168,7 +262,8 @@ def report(out: Path) -> str:
         res = [r for r, _ in rows]
         stab = [s for _, s in rows]
         changes = ", ".join(f"{k}={v}" for k, v in res[0]["changes"].items()) or "—"
-        gain = [(r["success"]["rate"] - r["random"]["rate"]) / r["train_cpu_min"] for r in res]
+        cpu = [r["train_cpu_min"] + ((r.get("cloning") or {}).get("cpu_min") or 0.0) for r in res]
+        gain = [(r["success"]["rate"] - r["random"]["rate"]) / c for r, c in zip(res, cpu, strict=True)]
 
         def col(key: str, rows: list[dict[str, float]] = stab, digits: int = 2) -> str:
             vals = [s[key] for s in rows if key in s]
@@ -176,13 +271,14 @@ def report(out: Path) -> str:
 
         values = [g["grounding"]["value_std"] for g in res if g["grounding"]["value_std"] is not None]
         lines.append(
-            f"| {arm} | {changes} | {','.join(str(r['seed']) for r in res)} | {res[0]['frames']} | "
+            f"| {arm} | {changes} | {_cloning(res[0].get('cloning'))} | {','.join(str(r['seed']) for r in res)} | "
+            f"{res[0]['frames']} | "
             f"{_mean_sd([r['success']['rate'] for r in res])} | {_mean_sd([r['random']['rate'] for r in res])} | "
             f"{_mean_sd([r['grounding']['bot_agreement'] for r in res])} "
             f"({np.mean([r['grounding']['constant_agreement'] for r in res]):.2f}) | "
             f"{_mean_sd([r['grounding']['state_dependence'] for r in res])} | "
             f"{_mean_sd(values, 3) if values else '–'} | {col('kl', digits=3)} | {col('clipfrac')} | "
-            f"{col('entropy')} | {col('explained_variance')} | {_mean_sd([r['train_cpu_min'] for r in res], 1)} | "
+            f"{col('entropy')} | {col('explained_variance')} | {_mean_sd(cpu, 1)} | "
             f"{_mean_sd(gain, 3)} |"
         )
     episodes = {r["success"]["episodes"] for rows in results.values() for r, _ in rows}
@@ -190,7 +286,9 @@ def report(out: Path) -> str:
     lines.append(
         f"Success on {'/'.join(map(str, sorted(episodes)))} seeded evaluation episodes per run (actions sampled); "
         "grounding on bot states of seeds no training env used; approx KL and clip fraction averaged over updates, "
-        "entropy of the last update, explained variance averaged over the second half; gain = success above random."
+        "entropy of the last update, explained variance averaged over the second half (– without PPO); "
+        "cloning: demonstration episodes x epochs, and the held-out steps' agreement with the demonstrations "
+        "before -> after; CPU minutes of cloning and PPO (not the evaluation); gain = success above random."
     )
     return "\n".join(lines)
 
@@ -212,14 +310,24 @@ def _main(argv: list[str]) -> None:
     run.add_argument("--curve-states", type=int, default=100, help="bot states measured during training")
     run.add_argument("--grounding-every", type=int, default=4)
     run.add_argument("--out", type=Path, default=Path("studies/recipes"))
+    run.add_argument("--eval-seed", type=int, default=5000, help="seeds the evaluation episodes and bot states")
+    run.add_argument("--name", help="the arm's folder and report row (default: --arm)")
+    run.add_argument("--bc-dataset", help="clone this Minari dataset of demonstrations before PPO (issue 20)")
+    run.add_argument("--bc-episodes", type=int, help="clone the dataset's first N episodes (default: all)")
+    run.add_argument("--bc-epochs", type=int, default=3)
+    run.add_argument("--bc-learning-rate", type=float, help="the LM's rate while cloning (default: PPO's)")
     rep = sub.add_parser("report", help="a Markdown table of the results")
     rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
     args = parser.parse_args(argv)
     if args.command == "report":
         print(report(args.out))
         return
-    require_at_least({name: getattr(args, name) for name in ("frames", "episodes", "grounding_states")})
-    require_at_least({name: getattr(args, name) for name in ("grounding_every", "curve_states")})
+    require_at_least({"frames": args.frames}, minimum=0 if args.bc_dataset else 1)
+    require_at_least({name: getattr(args, name) for name in ("episodes", "grounding_states", "bc_epochs")})
+    require_at_least({name: getattr(args, name) for name in ("grounding_every", "curve_states", "bc_episodes")})
+    cloning = None
+    if args.bc_dataset:
+        cloning = Cloning(args.bc_dataset, args.bc_episodes, args.bc_epochs, args.bc_learning_rate)
     run_arm(
         args.arm,
         args.seed,
@@ -228,8 +336,11 @@ def _main(argv: list[str]) -> None:
         args.out,
         args.episodes,
         grounding_states=args.grounding_states,
+        eval_seed=args.eval_seed,
         grounding_every=args.grounding_every,
         curve_states=args.curve_states,
+        cloning=cloning,
+        name=args.name,
     )
 
 

@@ -11,10 +11,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -52,6 +54,17 @@ def _logged_deprecations_fail() -> Iterator[None]:
     logger.addHandler(handler)
     yield
     logger.removeHandler(handler)
+
+
+def load_example(path: str) -> ModuleType:
+    """An example script (``examples/train_drrn.py``) as a module: its ``Args`` and ``main``."""
+    name = "example_" + Path(path).stem
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
 
 
 def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import os
 import subprocess
@@ -26,7 +25,7 @@ from glam_experiments.behaviour_cloning import (
 )
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.envs import make_text_vec_env
-from tests.conftest import REPO, text_batch
+from tests.conftest import REPO, load_example, text_batch
 
 minari = pytest.importorskip("minari")
 
@@ -214,11 +213,7 @@ def test_frozen_policy_and_bad_arguments_are_refused(tiny_llama: str, dataset: m
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("train_bc_script", REPO / "examples" / "train_bc.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(script)
-    return script
+    return load_example("examples/train_bc.py")
 
 
 def test_script_builds_the_policy_as_ppo() -> None:

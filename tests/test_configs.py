@@ -14,7 +14,7 @@ import yaml
 
 from babyai_text import PromptTemplate
 from glam_experiments.configs import GLAM_LLM_PPO, LLMPPOConfig, SymbolicPPOConfig
-from tests.conftest import REPO
+from tests.conftest import REPO, load_example
 
 
 def _zoo_entry(file: str, env_id: str) -> dict:
@@ -57,12 +57,7 @@ def test_zoo_llm_ppo_is_the_configs(env_id: str, config: LLMPPOConfig) -> None:
 
 
 def _script_args(path: str):
-    name = "script_" + path.replace("/", "_").removesuffix(".py")
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module.Args()
+    return load_example(path).Args()
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,11 @@ def test_variant_suites_keep_the_change_from_a() -> None:
         markdown(results, compare="goto")  # type: ignore[arg-type]
 
 
+def test_a_level_id_is_a_suite_of_that_level_alone() -> None:
+    (result,) = evaluate(["random"], "BabyAI-Text-PickUpS5N2-v0", episodes=3, n_envs=2)
+    assert (result.label, result.env_id, result.episodes) == ("(a) no change", "BabyAI-Text-PickUpS5N2-v0", 3)
+
+
 def test_bad_agent_and_suite() -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         evaluate(["nowhere/agent.zip"], "small", episodes=1)

@@ -61,15 +61,10 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_training_script_flag_and_diagnostics_figure(tiny_llama: str, tmp_path: Path) -> None:
-    import importlib.util
-    import sys
-
     from glam_experiments.curves import plot_diagnostics, read_grounding
+    from tests.conftest import load_example
 
-    spec = importlib.util.spec_from_file_location("train_llm_ppo_script", "examples/train_llm_ppo.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(script)
+    script = load_example("examples/train_llm_ppo.py")
     args = script.Args(
         model=tiny_llama,
         env_id=ENV,

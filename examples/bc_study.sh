@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Learning from the bot (issue 20, docs/results.md): behaviour cloning on 100 and 1,000 of the
+# bot's demonstrations, PPO alone, and cloning then PPO, on the main job's level, seeds 1 and 2,
+# two runs at a time with one thread each (the 2-core machine).  Every arm is measured on the
+# main job's 100 evaluation episodes and 300 bot states (seed 1000): its zero-shot and random
+# figures are on the same episodes.  A cloning-then-PPO arm is also measured after cloning,
+# before PPO: that is the "cloning alone" figure.  Then DRRN with and without the 1,000
+# demonstrations in its replay buffer, 3 seeds, and the tables.
+#
+#     [OUT=studies/bc] [FRAMES=1024] [DRRN_FRAMES=10240] bash examples/bc_study.sh
+#
+# About 80 minutes on 2 cores: cloning runs at ~4 demonstration steps/s on one thread (its first
+# epoch; later epochs reuse the frozen blocks' outputs), PPO at ~2 frames/s.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-studies/bc}
+FRAMES=${FRAMES:-1024}
+DRRN_FRAMES=${DRRN_FRAMES:-10240}
+ENV_ID=BabyAI-Text-PickUpS5N2-v0
+DATASET=babyai-text/PickUpS5N2/bot-v0
+mkdir -p "$OUT"
+[ -d "${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}/$DATASET" ] ||
+    $PY -m glam_experiments.demonstrations --env-id "$ENV_ID" --episodes 1000 --seed 0
+
+STUDY="run --arm shipped --env-id $ENV_ID --episodes 100 --grounding-states 300 --eval-seed 1000 --out $OUT"
+BC="--bc-dataset $DATASET --bc-learning-rate 3e-4"
+{
+    for seed in 1 2; do echo "bc1000_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1"; done
+    for seed in 1 2; do echo "bc100_ppo $seed $BC --bc-episodes 100 --bc-epochs 5"; done
+    for seed in 1 2; do echo "ppo $seed"; done
+} | while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)
+    [ -e "$OUT/$name/seed$seed/result.json" ] || echo "$name $seed${flags:+ $flags}"
+done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \
+    "name=\$0 seed=\$1; shift; $PY -m glam_experiments.recipe_study $STUDY --frames $FRAMES --name \$name \
+     --seed \$seed \"\$@\" > $OUT/\$name-\$seed.log 2>&1 && tail -1 $OUT/\$name-\$seed.log"
+$PY -m glam_experiments.recipe_study report "$OUT" | tee "$OUT/report.md"
+
+# DRRN (the reference curves' settings) with and without the demonstrations in its replay buffer
+for seed in 1 2 3; do echo "$seed"; echo "$seed --demonstrations $DATASET"; done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \
+    "$PY examples/train_drrn.py --env-id $ENV_ID --total-timesteps $DRRN_FRAMES --learning-starts 256 \
+     --target-update-interval 256 --run-dir $OUT/drrn --save-model --seed \$0 \"\$@\" > /dev/null"
+agents=$(for run in "$OUT"/drrn/*__*; do printf -- "--agent %s/model.zip " "$run"; done)
+$PY -m glam_experiments.evaluate $agents --agent random --suite "$ENV_ID" --episodes 100 --envs 10 --seed 1000 \
+    --out "$OUT/drrn_evaluation" | tee "$OUT/drrn_evaluation.md"
