@@ -26,7 +26,7 @@ tour: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_experiments tests benchmarks examples
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=15
 
 # The test suite on the lowest versions setup.cfg allows (constraints-lowest.txt), in a
 # venv of its own, rebuilt from scratch whenever a requirement changes.  The "zoo" extra is

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Tests never reach a model hub: unknown names must fail fast, not retry the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# SB3 makes a /tmp/SB3-<time> folder at every learn() without a logger folder: one folder for the session's.
+os.environ.setdefault("SB3_LOGDIR", os.path.join(tempfile.gettempdir(), f"glam-rl-tests-sb3-{os.getpid()}"))
 # Parallel test workers share the cores: one thread each, or OpenMP threads spin against each other.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -6,7 +6,9 @@ interpreter), with its budget flags made tiny (:data:`TINY`: the rest of the com
 kept); a command the test cannot run is listed in :data:`NOT_RUN` with why.  A new
 documented command that is in neither fails the collection test, so the docs cannot drift
 from the code unnoticed.  Placeholders such as ``runs/<run>/model.zip`` stand for the runs
-the earlier commands of the same page wrote.
+the earlier commands of the same page wrote.  A page's commands run in chains (:func:`chains`):
+a command runs after the earlier commands whose output it reads (runs, a Minari dataset, the
+zoo's logs), and commands that share nothing are separate tests, which the workers share.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ NOT_RUN: dict[str, str] = {
     r"babyai_text\.play .*--window": "needs a display (minigrid's window); without one it says so",
     r"^python benchmarks/": "measurements of minutes each: `make bench`; tests never time anything",
     r"recipe_study\.sh": "the recipe study: 15 CPU-minutes per arm and seed",
+    r"bc_study\.sh": "the cloning study: about 80 minutes on 2 cores",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 70 CPU-minutes per LLM seed on 2 cores",
@@ -91,6 +94,54 @@ TINY: dict[str, dict[str, str]] = {
 NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py")
 #: what `make main` runs, made tiny like the rest (the README's other commands read its results/)
 MAKE_MAIN = ".venv/bin/python -m glam_experiments.main_job"
+
+#: what a command writes that a later one may read: (output, regex of the writer, regex of a reader);
+#: a reader's ``<kind run>`` or ``*kind*`` names its writer's program when it can (:data:`RUN_KINDS`)
+OUTPUTS: list[tuple[str, str, str]] = [
+    ("runs", r"examples/train_|torchrun", r"runs/<|runs/\*|--resume runs/"),
+    ("dataset", r"glam_experiments\.demonstrations", r"--dataset-id|--demonstrations"),
+    ("zoo logs", r"rl_zoo3\.train", r"rl_zoo3\.enjoy"),
+]
+#: the run kind in a run's name → the program that writes it
+RUN_KINDS = {"bc_llm_ppo": "train_bc.py", "symbolic": "train_symbolic_ppo.py", "drrn": "train_drrn.py"}
+
+
+def _read_kinds(command: str) -> set[str]:
+    """The kinds of run a command names (``runs/<symbolic run>``, ``runs/*drrn*``)."""
+    return set(re.findall(r"runs/<(\w+) run>", command)) | set(re.findall(r"runs/\*(\w+)\*", command))
+
+
+def chains(commands: list[str]) -> list[list[str]]:
+    """``commands`` grouped so that each group runs alone: a command joins the group of the latest
+    earlier command that writes what it reads (every writer of a run kind it names, else the latest
+    writer), in page order."""
+    group = list(range(len(commands)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, command in enumerate(commands):
+        for _, writer, reader in OUTPUTS:
+            if not re.search(reader, command):
+                continue
+            writers = [j for j in range(i) if re.search(writer, commands[j])]
+            named = [j for j in writers if any(RUN_KINDS.get(k, "\0") in commands[j] for k in _read_kinds(command))]
+            for j in named or writers[-1:]:
+                group[root(i)] = root(j)
+    by_root: dict[int, list[str]] = {}
+    for i, command in enumerate(commands):
+        by_root.setdefault(root(i), []).append(command)
+    return sorted(by_root.values(), key=lambda chain: commands.index(chain[0]))
+
+
+def _page_chains() -> list[tuple[str, list[str]]]:
+    out = []
+    for page in PAGES:
+        for k, chain in enumerate(chains([c for c in documented_commands(page) if _not_run(c) is None])):
+            out.append((f"{page}#{k + 1}", chain))
+    return out
 
 
 def documented_commands(page: str) -> list[str]:
@@ -188,6 +239,27 @@ def test_every_documented_command_is_run_or_says_why() -> None:
     assert not unknown, "documented commands neither run here (TINY) nor listed in NOT_RUN:\n" + "\n".join(unknown)
 
 
+def test_commands_run_after_what_they_read_and_apart_otherwise() -> None:
+    train = ".venv/bin/python examples/train_llm_ppo.py --save-model"
+    symbolic = ".venv/bin/python examples/train_symbolic_ppo.py --save-model"
+    drrn = ".venv/bin/python examples/train_drrn.py --save-model"
+    record = ".venv/bin/python -m glam_experiments.demonstrations --env-id X"
+    clone = ".venv/bin/python examples/train_bc.py --dataset-id d"
+    play = ".venv/bin/python -m babyai_text.play X"
+    evaluate = (
+        "python -m glam_experiments.evaluate --agent runs/<symbolic run>/model.zip --agent runs/<drrn run>/model.zip"
+    )
+    assert chains([train, symbolic, play, drrn, evaluate]) == [[train], [symbolic, drrn, evaluate], [play]]
+    assert chains([train, record, symbolic, clone]) == [[train], [record, clone], [symbolic]]
+    resume = "python examples/train_llm_ppo.py --resume runs/<run name>"
+    assert chains([train, symbolic, resume]) == [[train], [symbolic, resume]]  # the latest run
+    enjoy = "python -m rl_zoo3.enjoy --algo ppo -f logs"
+    assert chains(["python -m rl_zoo3.train --algo ppo", play, enjoy]) == [
+        ["python -m rl_zoo3.train --algo ppo", enjoy],
+        [play],
+    ]
+
+
 def test_the_flag_rewrite_keeps_the_command() -> None:
     command = ".venv/bin/python examples/train_llm_ppo.py --total-timesteps 4096 --checkpoint-every 10"
     assert tiny(command) == (
@@ -198,12 +270,11 @@ def test_the_flag_rewrite_keeps_the_command() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", [p for p in PAGES if any(_not_run(c) is None for c in documented_commands(p))])
-def test_documented_commands_run(page: str, tmp_path: Path) -> None:
-    if any(program in c for c in documented_commands(page) for program in NEEDS_MINARI):
+@pytest.mark.parametrize(("item", "commands"), _page_chains(), ids=[item for item, _ in _page_chains()])
+def test_documented_commands_run(item: str, commands: list[str], tmp_path: Path) -> None:
+    if any(program in c for c in commands for program in NEEDS_MINARI):
         pytest.importorskip("minari", reason="the data extra (Minari) is not installed")
     cwd = _workspace(tmp_path)
-    commands = [c for c in documented_commands(page) if _not_run(c) is None]
     if any(re.search(r"(^|\s)results/training", c) for c in commands):
         _run(tiny(MAKE_MAIN), cwd)  # `make main`'s results, which the page's commands read
     for command in commands:
