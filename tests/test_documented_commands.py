@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,29 +112,33 @@ def _read_kinds(command: str) -> set[str]:
     return set(re.findall(r"runs/<(\w+) run>", command)) | set(re.findall(r"runs/\*(\w+)\*", command))
 
 
-def chains(commands: list[str]) -> list[list[str]]:
-    """``commands`` grouped so that each group runs alone: a command joins the group of the latest
-    earlier command that writes what it reads (every writer of a run kind it names, else the latest
-    writer), in page order."""
-    group = list(range(len(commands)))
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            i = group[i]
-        return i
-
+def _dependencies(commands: list[str]) -> list[set[int]]:
+    """For each command, the earlier commands whose output it reads: for each output it reads, the
+    latest writer (of each run kind it names, and one that saves a model where it reads ``model.zip``)."""
+    deps: list[set[int]] = [set() for _ in commands]
     for i, command in enumerate(commands):
-        for _, writer, reader in OUTPUTS:
+        for output, writer, reader in OUTPUTS:
             if not re.search(reader, command):
                 continue
             writers = [j for j in range(i) if re.search(writer, commands[j])]
-            named = [j for j in writers if any(RUN_KINDS.get(k, "\0") in commands[j] for k in _read_kinds(command))]
-            for j in named or writers[-1:]:
-                group[root(i)] = root(j)
-    by_root: dict[int, list[str]] = {}
-    for i, command in enumerate(commands):
-        by_root.setdefault(root(i), []).append(command)
-    return sorted(by_root.values(), key=lambda chain: commands.index(chain[0]))
+            if output == "runs" and re.search(r"runs/<[^>]+>/model\.zip", command):
+                writers = [j for j in writers if "--save-model" in commands[j]]
+            named = [[j for j in writers if RUN_KINDS.get(kind, "\0") in commands[j]] for kind in _read_kinds(command)]
+            deps[i] |= {of_kind[-1] for of_kind in named if of_kind} or set(writers[-1:])
+    return deps
+
+
+def chains(commands: list[str]) -> list[list[str]]:
+    """``commands`` as chains that each run alone: every command that no later one reads from, after
+    the commands it reads from (and theirs), in page order.  A command several chains read from runs
+    in each of them (recording 2 demonstrations, say): the chains share no files."""
+    deps = _dependencies(commands)
+
+    def closure(i: int) -> set[int]:
+        return {i}.union(*(closure(j) for j in deps[i]))
+
+    read = set().union(*deps)
+    return [[commands[j] for j in sorted(closure(i))] for i in range(len(commands)) if i not in read]
 
 
 def _page_chains() -> list[tuple[str, list[str]]]:
@@ -243,20 +248,28 @@ def test_commands_run_after_what_they_read_and_apart_otherwise() -> None:
     train = ".venv/bin/python examples/train_llm_ppo.py --save-model"
     symbolic = ".venv/bin/python examples/train_symbolic_ppo.py --save-model"
     drrn = ".venv/bin/python examples/train_drrn.py --save-model"
-    record = ".venv/bin/python -m glam_experiments.demonstrations --env-id X"
-    clone = ".venv/bin/python examples/train_bc.py --dataset-id d"
     play = ".venv/bin/python -m babyai_text.play X"
-    evaluate = (
-        "python -m glam_experiments.evaluate --agent runs/<symbolic run>/model.zip --agent runs/<drrn run>/model.zip"
-    )
-    assert chains([train, symbolic, play, drrn, evaluate]) == [[train], [symbolic, drrn, evaluate], [play]]
-    assert chains([train, record, symbolic, clone]) == [[train], [record, clone], [symbolic]]
+    evaluate = "python -m glam_experiments.evaluate --agent runs/<symbolic run>/model.zip --agent runs/<drrn run>/a"
+    assert chains([train, symbolic, play, drrn, evaluate]) == [[train], [play], [symbolic, drrn, evaluate]]
     resume = "python examples/train_llm_ppo.py --resume runs/<run name>"
     assert chains([train, symbolic, resume]) == [[train], [symbolic, resume]]  # the latest run
+    torchrun = "torchrun --nproc_per_node=2 examples/train_llm_ppo.py --checkpoint-every 10"
+    saved = "python -m glam_experiments.evaluate --agent runs/<run>/model.zip"
+    assert chains([train, torchrun, saved]) == [[torchrun], [train, saved]]  # the latest run that saves a model
     enjoy = "python -m rl_zoo3.enjoy --algo ppo -f logs"
-    assert chains(["python -m rl_zoo3.train --algo ppo", play, enjoy]) == [
-        ["python -m rl_zoo3.train --algo ppo", enjoy],
-        [play],
+    assert chains(["python -m rl_zoo3.train", play, enjoy]) == [[play], ["python -m rl_zoo3.train", enjoy]]
+
+
+def test_a_command_read_by_several_chains_runs_in_each() -> None:
+    record = ".venv/bin/python -m glam_experiments.demonstrations --env-id X"
+    clone = ".venv/bin/python examples/train_bc.py --dataset-id d --save-model"
+    clone_ppo = ".venv/bin/python examples/train_bc.py --dataset-id d --ppo-timesteps 8 --save-model"
+    evaluate = "python -m glam_experiments.evaluate --agent runs/<bc_llm_ppo run>/model.zip"
+    drrn = "python examples/train_drrn.py --demonstrations d"
+    assert chains([record, clone, clone_ppo, evaluate, drrn]) == [
+        [record, clone],
+        [record, clone_ppo, evaluate],
+        [record, drrn],
     ]
 
 
@@ -269,14 +282,35 @@ def test_the_flag_rewrite_keeps_the_command() -> None:
     assert "n_envs:2 n_steps:8" in tiny("python -m rl_zoo3.train --algo ppo -params n_envs:8")
 
 
+@pytest.fixture(scope="session")
+def main_job_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make main`'s ``results/``, made tiny, once for all the workers of the session (it takes minutes)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' shared folder
+    workspace = root / "main_job"
+    with FileLock(str(root / "main_job.lock")):
+        if not (workspace / "done").exists():
+            shutil.rmtree(workspace, ignore_errors=True)
+            workspace.mkdir()
+            _run(tiny(MAKE_MAIN), _workspace(workspace))
+            (workspace / "done").touch()
+    return workspace / "results"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("item", "commands"), _page_chains(), ids=[item for item, _ in _page_chains()])
-def test_documented_commands_run(item: str, commands: list[str], tmp_path: Path) -> None:
+def test_documented_commands_run(
+    item: str, commands: list[str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if any(program in c for c in commands for program in NEEDS_MINARI):
         pytest.importorskip("minari", reason="the data extra (Minari) is not installed")
     cwd = _workspace(tmp_path)
     if any(re.search(r"(^|\s)results/training", c) for c in commands):
-        _run(tiny(MAKE_MAIN), cwd)  # `make main`'s results, which the page's commands read
+        # `make main`'s results, which the page's commands read (a copy: the commands may write beside them)
+        shutil.copytree(request.getfixturevalue("main_job_results"), cwd / "results")
     for command in commands:
         done = _run(tiny(_fill_placeholders(command, cwd)), cwd)
         assert "Traceback" not in done.stderr, f"{command!r} printed a traceback:\n{done.stderr[-3000:]}"
