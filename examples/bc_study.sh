@@ -9,8 +9,10 @@
 #
 #     [OUT=studies/bc] [FRAMES=1024] [DRRN_FRAMES=10240] bash examples/bc_study.sh
 #
-# About 80 minutes on 2 cores: cloning runs at ~4 demonstration steps/s on one thread (its first
-# epoch; later epochs reuse the frozen blocks' outputs), PPO at ~2 frames/s.
+# About 2.5 hours on 2 cores: the LLM arms took 1.8 hours here (a test run beside them for half
+# of it; cloning runs at ~4 demonstration steps/s on one thread in its first epoch, PPO at
+# ~2 frames/s, each 100-episode evaluation 5-10 minutes), each DRRN pair 25 minutes with other
+# work beside it.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-studies/bc}

@@ -34,7 +34,7 @@ NOT_RUN: dict[str, str] = {
     r"babyai_text\.play .*--window": "needs a display (minigrid's window); without one it says so",
     r"^python benchmarks/": "measurements of minutes each: `make bench`; tests never time anything",
     r"recipe_study\.sh": "the recipe study: 15 CPU-minutes per arm and seed",
-    r"bc_study\.sh": "the cloning study: about 80 minutes on 2 cores",
+    r"bc_study\.sh": "the cloning study: about 2.5 hours on 2 cores",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 70 CPU-minutes per LLM seed on 2 cores",
