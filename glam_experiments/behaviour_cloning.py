@@ -68,6 +68,13 @@ def take_rows(observations: Observations, rows: np.ndarray | slice) -> Observati
     return observations[rows]
 
 
+def concatenate_rows(parts: list[Observations]) -> Observations:
+    """Batches of observations one after the other (each key's, for dict observations)."""
+    if isinstance(parts[0], dict):
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     """``G_t = r_t + gamma * G_{t+1}`` to the episode's end (Monte-Carlo; a truncated episode is not bootstrapped).
 
@@ -105,13 +112,9 @@ def demonstration_steps(episodes: Iterable[Any], gamma: float = 0.99, reward_sca
         ids.append(np.full(steps, episode.id, dtype=np.int64))
     if not actions:
         raise ValueError("the demonstrations hold no step (every episode is empty)")
-    first = observations[0]
-    stacked: Observations = (
-        {key: np.concatenate([o[key] for o in observations]) for key in first}  # type: ignore[index]
-        if isinstance(first, dict)
-        else np.concatenate(observations)  # type: ignore[arg-type]
+    return Demonstrations(
+        concatenate_rows(observations), np.concatenate(actions), np.concatenate(returns), np.concatenate(ids)
     )
-    return Demonstrations(stacked, np.concatenate(actions), np.concatenate(returns), np.concatenate(ids))
 
 
 def _describe(space: spaces.Space) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from glam_experiments.behaviour_cloning import check_demonstrations, take_rows
+from glam_experiments.behaviour_cloning import check_demonstrations, concatenate_rows, take_rows
 
 
 def prefill_replay_buffer(
@@ -60,7 +60,7 @@ def prefill_replay_buffer(
             f"{total} demonstration transitions do not fit in the replay buffer ({buffer.buffer_size} x "
             f"{buffer.n_envs} envs): raise buffer_size or pass fewer episodes"
         )
-    obs, next_obs = _concatenate(observations), _concatenate(next_observations)
+    obs, next_obs = concatenate_rows(observations), concatenate_rows(next_observations)
     columns = [np.concatenate(c) for c in (actions, rewards, dones, truncated)]
     n_envs = buffer.n_envs
     for start in range(0, total, n_envs):
@@ -69,9 +69,3 @@ def prefill_replay_buffer(
         infos = [{"TimeLimit.truncated": bool(t)} for t in timeout]
         buffer.add(take_rows(obs, rows), take_rows(next_obs, rows), action, reward, done, infos)  # type: ignore[arg-type]
     return total
-
-
-def _concatenate(parts: list[Any]) -> Any:
-    if isinstance(parts[0], dict):
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return np.concatenate(parts)
