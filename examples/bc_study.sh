@@ -28,6 +28,8 @@ STUDY="run --arm shipped --env-id $ENV_ID --episodes 100 --grounding-states 300 
 BC="--bc-dataset $DATASET --bc-learning-rate 3e-4"
 {
     for seed in 1 2; do echo "bc1000_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1"; done
+    # the value head left unfitted while cloning: PPO's critic learns the cloned policy's values
+    for seed in 1 2; do echo "bc1000v0_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
     for seed in 1 2; do echo "bc100_ppo $seed $BC --bc-episodes 100 --bc-epochs 5"; done
     for seed in 1 2; do echo "ppo $seed"; done
 } | while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)

@@ -72,12 +72,15 @@ class Cloning:
     :param episodes: its first N episodes (``None``: all).
     :param epochs: passes over them.
     :param learning_rate: the LM's rate while cloning (``None``: PPO's).
+    :param value_coef: weight of the value head's fit to the demonstrations' returns (``None``: PPO's
+        ``vf_coef``; 0: not fitted, so PPO's critic starts from scratch rather than from the bot's returns).
     """
 
     dataset_id: str
     episodes: int | None = None
     epochs: int = 3
     learning_rate: float | None = None
+    value_coef: float | None = None
 
 
 def run_arm(
@@ -120,6 +123,7 @@ def run_arm(
     model = config.make(env, seed=seed)
     cloned = _clone(model, cloning, seed, config.reward_scale, run_dir) if cloning is not None else None
     if cloned is not None and frames:  # the cloned policy before PPO: the "cloning alone" arm at no extra training
+        model.save(run_dir / "cloned.zip")  # other PPO settings can start from it (PPO.load)
         cloned["success"] = _success(lambda _e: model, env_id, episodes, eval_envs, eval_seed)
         cloned["grounding"] = measure(
             model.policy, BotStates.collect(env_id, grounding_states, seed=eval_seed)
@@ -191,6 +195,7 @@ def _clone(model: Any, cloning: Cloning, seed: int, reward_scale: float, run_dir
         seed=seed,
         episodes=cloning.episodes,
         lm_learning_rate=cloning.learning_rate,
+        value_coef=cloning.value_coef,
         reward_scale=reward_scale,
         run_dir=run_dir,
     )
@@ -228,6 +233,8 @@ def _cloning(cloning: dict[str, Any] | None) -> str:
     text = f"{cloning['episodes']} ep x {cloning['epochs']}"
     if cloning.get("learning_rate") is not None:
         text += f", lr {cloning['learning_rate']:g}"
+    if cloning.get("value_coef") is not None:
+        text += f", value coef {cloning['value_coef']:g}"
     if cloning.get("val_accuracy_after") is not None:
         text += f" ({cloning['val_accuracy_before']:.2f} -> {cloning['val_accuracy_after']:.2f})"
     return text
@@ -316,6 +323,9 @@ def _main(argv: list[str]) -> None:
     run.add_argument("--bc-episodes", type=int, help="clone the dataset's first N episodes (default: all)")
     run.add_argument("--bc-epochs", type=int, default=3)
     run.add_argument("--bc-learning-rate", type=float, help="the LM's rate while cloning (default: PPO's)")
+    run.add_argument(
+        "--bc-value-coef", type=float, help="weight of the value head's fit to the bot's returns (default: vf_coef)"
+    )
     rep = sub.add_parser("report", help="a Markdown table of the results")
     rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
     args = parser.parse_args(argv)
@@ -327,7 +337,9 @@ def _main(argv: list[str]) -> None:
     require_at_least({name: getattr(args, name) for name in ("grounding_every", "curve_states", "bc_episodes")})
     cloning = None
     if args.bc_dataset:
-        cloning = Cloning(args.bc_dataset, args.bc_episodes, args.bc_epochs, args.bc_learning_rate)
+        cloning = Cloning(
+            args.bc_dataset, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef
+        )
     run_arm(
         args.arm,
         args.seed,

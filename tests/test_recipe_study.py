@@ -51,18 +51,19 @@ def test_ppo_arm_writes_its_result_and_report_row(tiny_llama: str, tmp_path: Pat
 
 @pytest.mark.parametrize("frames", [0, 16])
 def test_cloning_arm_clones_then_trains(tiny_llama: str, tmp_path: Path, frames: int, bc_dataset: str) -> None:
-    cloning = Cloning(bc_dataset, episodes=5, epochs=2, learning_rate=1e-3)
+    cloning = Cloning(bc_dataset, episodes=5, epochs=2, learning_rate=1e-3, value_coef=0.0)
     run_arm("shipped", 2, ENV_ID, frames, tmp_path, cloning=cloning, name="bc", base=_base(tiny_llama), **TINY_RUN)
     result = json.loads((tmp_path / "bc" / "seed2" / "result.json").read_text())
     assert result["arm"] == "bc" and result["changes"] == {"arm": "shipped"}
     done = result["cloning"]
     assert done["episodes"] == 5 and done["epochs"] == 2 and done["learning_rate"] == 1e-3
+    assert done["value_coef"] == 0.0 and (tmp_path / "bc" / "seed2" / "cloned.zip").exists() == (frames > 0)
     assert done["steps_trained"] > 0 and done["cpu_min"] > 0
     assert done["val_accuracy_before"] is not None and done["val_accuracy_after"] is not None
     assert bool(result["grounding_curve"]) == (frames > 0)
     assert ("success" in done) == (frames > 0)  # the cloned policy is measured before PPO too
     rows = {line.split(" | ")[0]: line for line in report(tmp_path).splitlines() if line.startswith("| bc")}
-    assert "| arm=shipped | 5 ep x 2, lr 0.001 (" in rows["| bc"] and f"| 2 | {frames} |" in rows["| bc"]
+    assert "| arm=shipped | 5 ep x 2, lr 0.001, value coef 0 (" in rows["| bc"] and f"| 2 | {frames} |" in rows["| bc"]
     if frames:
         before = rows["| bc (cloned, before PPO)"]
         assert "| 2 | 0 |" in before and "| – | – | – | – |" in before  # no PPO update: no PPO statistics
