@@ -9,6 +9,12 @@ is trained on the dataset's actions with :func:`glam_experiments.behaviour_cloni
 (``losses/bc_*`` and ``charts/bc_*`` in TensorBoard under ``runs/<run name>/``), then, with
 ``--ppo-timesteps N``, by stock SB3 PPO for N frames in the same run folder (``charts/*``,
 ``losses/*``, ``episodes.csv``).  See ``docs/behaviour_cloning.md``.
+
+Under ``torchrun`` the cloning is data parallel (each rank clones an equal share of the
+steps; the gradients are averaged) and PPO runs as in ``train_llm_ppo.py`` (each rank with
+its own ``--n-envs`` envs; ``--ppo-timesteps`` counts the frames of all ranks):
+
+    torchrun --standalone --nproc_per_node=2 examples/train_bc.py --dataset-id ... --ppo-timesteps 1024
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from typing import Literal
 import torch
 import tyro
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from glam_experiments.behaviour_cloning import behaviour_clone
+from glam_experiments.callbacks import GroundingLogger
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.demonstrations import load_demonstrations
-from glam_experiments.distributed import init_ranks, launched_by_torchrun
+from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
 from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import record_flags, run_name, train
 
@@ -56,7 +65,12 @@ class Args(LLMPPOConfig):
     """save the agent to <run_dir>/<run_name>/model.zip"""
     torch_threads: int | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: the GPU when CUDA is available"""
+    """auto: the GPU when CUDA is available (one per rank under torchrun)"""
+    grounding_every: int | None = None
+    """every N PPO updates, bot agreement, state dependence, value spread and probe prompts into TensorBoard
+    (grounding/*, probes/*) and grounding.csv (the first measurement: the cloned policy)"""
+    grounding_states: int = 200
+    """bot states of the grounding diagnostics"""
 
 
 def check(args: Args) -> None:
@@ -68,23 +82,30 @@ def check(args: Args) -> None:
     require_at_least({"ppo_timesteps": args.ppo_timesteps, "bc_value_coef": args.bc_value_coef}, minimum=0)
     if not 0 <= args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    if launched_by_torchrun():
-        raise UsageError("train_bc.py runs in one process (no torchrun)")
+    require_at_least({"grounding_every": args.grounding_every, "grounding_states": args.grounding_states})
 
 
 def main(args: Args) -> PPO:
+    """Flags are checked before torchrun's error recording, so a user's mistake stays one line on every rank."""
     check(args)
-    device = init_ranks(args.device).device
+    return _train(args)
+
+
+@record  # under torchrun, a rank's exception is reported with its traceback
+def _train(args: Args) -> PPO:
+    ranks = init_ranks(args.device)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     dataset = load_demonstrations(args.dataset_id)
     env_id = args.env_id or (dataset.env_spec.id if dataset.env_spec is not None else None)
     if env_id is None:
         raise UsageError(f"dataset {args.dataset_id!r} names no env: pass --env-id")
-    run_dir = args.run_dir / run_name(env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
-    record_flags(run_dir, args)
-    env = make_text_vec_env(env_id, args.n_envs, args.seed, args.reward_scale)
-    model = args.make(env, seed=args.seed, device=device)
+    name = run_name(env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
+    run_dir = args.run_dir / broadcast_object(name, ranks)
+    if ranks.is_main:
+        record_flags(run_dir, args)
+    env = make_text_vec_env(env_id, args.n_envs, rank_seed(args.seed, args.n_envs, ranks), args.reward_scale)
+    model = args.make(env, seed=rank_seed(args.seed, args.n_envs, ranks), device=ranks.device)
     history = behaviour_clone(
         model,
         dataset,
@@ -98,13 +119,17 @@ def main(args: Args) -> PPO:
         reward_scale=args.reward_scale,
         run_dir=run_dir,
     )
-    if history[-1].val_accuracy is not None:
+    if history[-1].val_accuracy is not None and ranks.is_main:
         print(
             f"agreement with the held-out demonstrations: {history[0].val_accuracy:.3f} before cloning, "
             f"{history[-1].val_accuracy:.3f} after {args.epochs} epochs"
         )
+    recorders: list[BaseCallback] = []
+    if args.grounding_every and args.ppo_timesteps:
+        recorders.append(GroundingLogger(env_id, args.grounding_every, run_dir, args.grounding_states))
     # PPO from the cloned policy (none with --ppo-timesteps 0); saves and says where the logs are
-    train(model, args.ppo_timesteps, run_dir, args.save_model, args.torch_threads)
+    train(model, args.ppo_timesteps, run_dir, args.save_model, args.torch_threads, callbacks=recorders)
+    close_ranks()
     return model
 
 

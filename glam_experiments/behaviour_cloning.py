@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -245,6 +246,12 @@ def behaviour_clone(
     optimizer, its gradient clipped to ``model.max_grad_norm`` as PPO clips it; ``G`` is the
     discounted return (``model.gamma``) of the demonstration from ``s`` on.
 
+    Under ``torchrun`` (a process group of several ranks; every rank calls this with the same
+    arguments and ``seed``) the cloning is data parallel: each rank takes an equal share of the
+    steps (up to ``world size - 1`` steps are left out so that the shares are equal) and
+    ``batch_size / world size`` of each minibatch; :class:`llm_policy.LLMPolicy` averages the
+    gradients over the ranks, so every rank ends with the same policy.  Only rank 0 logs.
+
     :param model: an SB3 on-policy algorithm (``PPO``) whose env has the dataset's spaces.
     :param dataset: a ``minari.MinariDataset`` of demonstrations.
     :param epochs: passes over the training episodes' steps.
@@ -258,8 +265,8 @@ def behaviour_clone(
     :param value_coef: weight of the value loss (``None``: PPO's ``vf_coef``; 0: the value head is not fitted).
     :param reward_scale: the factor PPO's env multiplies rewards by (the value head's targets are in PPO's units).
     :param run_dir: write TensorBoard scalars here (``losses/bc_*``, ``charts/bc_*``); ``None``: none.
-    :param progress: show a progress bar.
-    :return: the metrics before training (epoch 0) and after each epoch.
+    :param progress: show a progress bar (on rank 0 under torchrun).
+    :return: the metrics before training (epoch 0) and after each epoch (over all ranks under torchrun).
     :raises ValueError: an empty dataset, spaces other than the model's, a frozen policy, bad arguments.
     """
     policy = model.policy
@@ -273,11 +280,27 @@ def behaviour_clone(
     value_coef = model.vf_coef if value_coef is None else value_coef
     n_actions = int(model.action_space.n)
 
+    rank, world = _ranks()
     rng = np.random.default_rng(seed)
-    ids = np.asarray(dataset.episode_indices)[: episodes or None]
-    train_ids, val_ids = split_episodes(ids, val_fraction, rng)
+    ids = np.asarray(dataset.episode_indices)
+    if episodes is not None and episodes > len(ids):
+        raise ValueError(
+            f"episodes={episodes} but the dataset holds {len(ids)}: record more (python -m "
+            "glam_experiments.demonstrations --episodes N --overwrite) or ask for fewer"
+        )
+    train_ids, val_ids = split_episodes(ids[: episodes or None], val_fraction, rng)
     train = demonstration_steps(dataset.iterate_episodes(train_ids), model.gamma, reward_scale)
     val = demonstration_steps(dataset.iterate_episodes(val_ids), model.gamma, reward_scale) if val_ids else None
+    if world > 1:
+        # data parallel: each rank clones its own equal share of the steps (LLMPolicy averages the
+        # gradients over the ranks after every backward pass, so every rank takes the same steps)
+        if len(train) < world or (val is not None and len(val) < world):
+            raise ValueError(f"{len(train)} training steps cannot be shared by {world} ranks: clone more episodes")
+        train = train.take(np.arange(len(train) - len(train) % world)[rank::world])
+        val = val.take(np.arange(len(val) - len(val) % world)[rank::world]) if val is not None else None
+        batch_size = max(1, batch_size // world)
+        progress = progress and rank == 0
+        run_dir = run_dir if rank == 0 else None
 
     def tensors(part: Demonstrations) -> tuple[Any, torch.Tensor, torch.Tensor]:
         obs, _ = policy.obs_to_tensor(part.observations)
@@ -296,7 +319,8 @@ def behaviour_clone(
                 loss += F.nll_loss(log_probs, actions, reduction="sum").item()
                 correct += (log_probs.argmax(dim=1) == actions).sum().item()
         policy.set_training_mode(True)
-        return loss / len(val), correct / len(val)
+        loss, correct, n = _sum_over_ranks([loss, correct, len(val)], world, policy.device)
+        return loss / n, correct / n
 
     writer = SummaryWriter(str(run_dir)) if run_dir is not None else None
 
@@ -314,7 +338,7 @@ def behaviour_clone(
             raise ValueError("the policy's LM learning rate is 0: lm_learning_rate cannot be reached by scaling it")
         factor = lm_learning_rate / lm_rate
     base_rates = [group["lr"] for group in policy.optimizer.param_groups]
-    bar = tqdm(total=epochs * len(train), desc="behaviour cloning", unit="step", disable=not progress)
+    bar = tqdm(total=epochs * len(train) * world, desc="behaviour cloning", unit="step", disable=not progress)
     history: list[BCEpoch] = []
     done = 0
     try:
@@ -339,7 +363,7 @@ def behaviour_clone(
                 policy.optimizer.step()
 
                 accuracy = (log_probs.argmax(dim=1) == actions).float().mean().item()
-                done += len(rows)
+                done += len(rows) * world
                 sums["loss"] += bc_loss.item() * len(rows)
                 sums["value_loss"] += value_loss.item() * len(rows)
                 sums["correct"] += accuracy * len(rows)
@@ -353,10 +377,12 @@ def behaviour_clone(
                         "charts/bc_SPS": done / (time.perf_counter() - start),
                     },
                 )
-                bar.update(len(rows))
+                bar.update(len(rows) * world)
                 bar.set_postfix(epoch=epoch, loss=f"{bc_loss.item():.3f}", acc=f"{accuracy:.2f}")
             val_loss, val_accuracy = validate()
-            n = len(train)
+            sums["loss"], sums["value_loss"], sums["correct"], n = _sum_over_ranks(
+                [sums["loss"], sums["value_loss"], sums["correct"], len(train)], world, policy.device
+            )
             history.append(
                 BCEpoch(
                     epoch,
@@ -371,7 +397,7 @@ def behaviour_clone(
             log(done, {"losses/bc_val_loss": val_loss, "charts/bc_val_accuracy": val_accuracy})
             if writer is not None:
                 writer.flush()
-            if val_accuracy is not None:
+            if val_accuracy is not None and progress:
                 bar.write(
                     f"epoch {epoch}: accuracy {sums['correct'] / n:.3f} on training steps, {val_accuracy:.3f} held out"
                 )
@@ -383,6 +409,21 @@ def behaviour_clone(
         if writer is not None:
             writer.close()
     return history
+
+
+def _ranks() -> tuple[int, int]:
+    """(rank, world size) of the torchrun job this process belongs to; (0, 1) outside one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_over_ranks(values: list[float], world: int, device: torch.device) -> list[float]:
+    if world == 1:
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=device)  # on the policy's device: NCCL needs CUDA
+    dist.all_reduce(total)
+    return total.tolist()
 
 
 def accuracy_floor(actions: np.ndarray, n_actions: int) -> float:

@@ -412,6 +412,25 @@ def load_demonstrations(dataset_id: str) -> minari.MinariDataset:
     return minari.load_dataset(dataset_id)
 
 
+def bot_demonstrations(env_id: str, episodes: int) -> str:
+    """The id of the bot's demonstrations on ``env_id`` (:func:`default_dataset_id`), recorded first (episode
+    ``k`` reset with seed ``k``) if no local dataset has that id; the main job clones them before PPO.
+
+    :raises ValueError: the local dataset holds fewer than ``episodes`` episodes (the message says how to record more).
+    """
+    dataset_id = default_dataset_id(env_id)
+    if not dataset_exists(dataset_id):
+        record_demonstrations(env_id, episodes, seed=0, dataset_id=dataset_id)
+        return dataset_id
+    held = load_demonstrations(dataset_id).total_episodes
+    if held < episodes:
+        raise ValueError(
+            f"{dataset_id} holds {held} episodes, fewer than the {episodes} asked for: record them with "
+            f"python -m glam_experiments.demonstrations --env-id {env_id} --episodes {episodes} --overwrite"
+        )
+    return dataset_id
+
+
 def episode_seeds(dataset: minari.MinariDataset) -> list[int | None]:
     """The reset seed of each of ``dataset``'s episodes, in ``iterate_episodes()`` order (``None``: not stored)."""
     metadata = dataset.storage.get_episode_metadata(dataset.episode_indices)

@@ -33,7 +33,7 @@ import torch
 import tyro
 
 from babyai_text.prompt import PromptTemplate
-from glam_experiments.cli import require_at_least, run_command
+from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
 from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
@@ -55,6 +55,17 @@ class Args(LLMPPOConfig):
     """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
     total_timesteps: int = 2560
     """PPO env-steps (all ranks together)"""
+    bc_episodes: int = 0
+    """the BabyAI bot's episodes cloned before PPO (0: PPO from the pretrained model alone): the first N of the
+    Minari dataset babyai-text/<level>/bot-v0, recorded on first use with seeds 0..N-1 (below --eval-seed: no
+    evaluation episode is cloned); docs/behaviour_cloning.md"""
+    bc_epochs: int = 1
+    """passes over the demonstrations"""
+    bc_learning_rate: float = 3e-4
+    """the LM's rate while cloning (the value head's scaled alike)"""
+    bc_value_coef: float = 0.0
+    """weight of the value head's fit to the bot's returns while cloning (0: none; PPO's critic then learns the
+    cloned policy's own values)"""
     nproc: int = 2
     """training processes (torchrun, gloo): 2 use both cores of a 2-core CPU, 1.5x the frames of one process"""
     episodes: int = 100
@@ -94,8 +105,9 @@ def _curve_states(args: Args) -> int:
     return max(1, min(64, args.grounding_states))
 
 
-def train_agent(args: Args, run_dir: Path) -> None:
-    """PPO for ``args.total_timesteps`` frames into ``run_dir`` (one process, or ``args.nproc`` under torchrun)."""
+def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
+    """Cloning of ``dataset_id`` (``None``: none), then PPO for ``args.total_timesteps`` frames, into ``run_dir``
+    (one process, or ``args.nproc`` under torchrun)."""
     if args.nproc == 1:
         from glam_experiments.callbacks import GroundingLogger
         from glam_experiments.envs import make_text_vec_env
@@ -103,6 +115,21 @@ def train_agent(args: Args, run_dir: Path) -> None:
 
         env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
         model = args.make(env, seed=args.seed)
+        if dataset_id is not None:
+            from glam_experiments.behaviour_cloning import behaviour_clone
+            from glam_experiments.demonstrations import load_demonstrations
+
+            behaviour_clone(
+                model,
+                load_demonstrations(dataset_id),
+                epochs=args.bc_epochs,
+                seed=args.seed,
+                episodes=args.bc_episodes,
+                lm_learning_rate=args.bc_learning_rate,
+                value_coef=args.bc_value_coef,
+                reward_scale=args.reward_scale,
+                run_dir=run_dir,
+            )
         logger = GroundingLogger(args.env_id, args.grounding_every, run_dir, num_states=_curve_states(args))
         train(model, args.total_timesteps, run_dir, save_model=True, callbacks=[logger])
         env.close()
@@ -110,8 +137,13 @@ def train_agent(args: Args, run_dir: Path) -> None:
     # torchrun names the run folder itself: a fresh parent, then its only child is the run
     parent = run_dir.parent / f"{run_dir.name}.torchrun"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    command += [str(_REPO / "examples" / "train_llm_ppo.py"), *config_flags(args)]
-    command += ["--env-id", args.env_id, "--total-timesteps", str(args.total_timesteps), "--seed", str(args.seed)]
+    if dataset_id is None:
+        command += [str(_REPO / "examples" / "train_llm_ppo.py"), "--total-timesteps", str(args.total_timesteps)]
+    else:
+        command += [str(_REPO / "examples" / "train_bc.py"), "--ppo-timesteps", str(args.total_timesteps)]
+        command += ["--dataset-id", dataset_id, "--episodes", str(args.bc_episodes), "--epochs", str(args.bc_epochs)]
+        command += ["--bc-learning-rate", str(args.bc_learning_rate), "--bc-value-coef", str(args.bc_value_coef)]
+    command += [*config_flags(args), "--env-id", args.env_id, "--seed", str(args.seed)]
     command += ["--run-dir", str(parent), "--save-model", "--torch-threads", "1"]
     command += ["--grounding-every", str(args.grounding_every), "--grounding-states", str(_curve_states(args))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -172,16 +204,31 @@ def main(args: Args) -> None:
     require_at_least({"total_timesteps": args.total_timesteps, "eval_envs": args.eval_envs})
     require_at_least({"grounding_states": args.grounding_states, "grounding_every": args.grounding_every})
     require_at_least({"variant_episodes": args.variant_episodes, "viewer_episodes": args.viewer_episodes}, minimum=0)
+    require_at_least({"bc_episodes": args.bc_episodes, "bc_value_coef": args.bc_value_coef}, minimum=0)
+    require_at_least({"bc_epochs": args.bc_epochs})
+    if args.bc_episodes > args.eval_seed:
+        raise UsageError(
+            f"--bc-episodes {args.bc_episodes} would clone episodes of seeds up to {args.bc_episodes - 1}, among "
+            f"the evaluation's (from --eval-seed {args.eval_seed}): raise --eval-seed above {args.bc_episodes}"
+        )
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
-    zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {args.total_timesteps} PPO steps"
-    model_zip = str(args.out / "training" / f"{args.env_id}__llm_ppo__{args.seed}" / "model.zip")
+    cloned = f"cloning {args.bc_episodes} bot episodes + " if args.bc_episodes else ""
+    zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {cloned}{args.total_timesteps} PPO steps"
+    kind = "bc_llm_ppo" if args.bc_episodes else "llm_ppo"
+    model_zip = str(args.out / "training" / f"{args.env_id}__{kind}__{args.seed}" / "model.zip")
     run_dir = Path(model_zip).parent
 
+    dataset_id = None
+    if args.bc_episodes:
+        from glam_experiments.demonstrations import bot_demonstrations
+
+        dataset_id = bot_demonstrations(args.env_id, args.bc_episodes)
+    how = f"{args.finetune}, {args.nproc} process{'es' * (args.nproc > 1)} x {args.n_envs} envs"
     print(
-        f"1/3 PPO on {args.env_id} for {args.total_timesteps} env-steps ({args.finetune}, {args.nproc} process"
-        f"{'es' * (args.nproc > 1)} x {args.n_envs} envs)"
+        f"1/3 {'behaviour cloning of ' + str(args.bc_episodes) + ' bot episodes, then ' if args.bc_episodes else ''}"
+        f"PPO on {args.env_id} for {args.total_timesteps} env-steps ({how})"
     )
-    train_agent(args, run_dir)
+    train_agent(args, run_dir, dataset_id)
 
     print(
         f"2/3 evaluation of the trained agent, {args.model} zero-shot and a random agent ({args.episodes} episodes "

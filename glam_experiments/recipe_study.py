@@ -337,9 +337,7 @@ def _main(argv: list[str]) -> None:
     require_at_least({name: getattr(args, name) for name in ("grounding_every", "curve_states", "bc_episodes")})
     cloning = None
     if args.bc_dataset:
-        cloning = Cloning(
-            args.bc_dataset, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef
-        )
+        cloning = Cloning(args.bc_dataset, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef)
     run_arm(
         args.arm,
         args.seed,

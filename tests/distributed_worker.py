@@ -5,7 +5,10 @@
 MODE ``train``: stock PPO on 2 envs per rank over a tiny model; dumps each rank's weights
 before the first forward, the first rollout (buffer and the weights it was collected
 with), the weights after its update, and after two more updates.  ``fail``: rank 1
-raises after its first rollout.  ``target_kl``: PPO with ``target_kl`` set.
+raises after its first rollout.  ``target_kl``: PPO with ``target_kl`` set.  ``clone``:
+behaviour cloning of the first :data:`CLONE_EPISODES` episodes of the Minari dataset
+:data:`CLONE_DATASET` (under ``$MINARI_DATASETS_PATH``), one minibatch of all their steps;
+dumps each rank's weights before and after, and the metrics.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ CONFIG = LLMPPOConfig(
     learning_rate=1e-3,
 )
 ENV_ID = "BabyAI-Text-GoToS5N2-v0"
+CLONE_DATASET = "babyai-text/test-bot-v0"
+CLONE_ARGS = {"epochs": 2, "batch_size": 10_000, "val_fraction": 0.0, "seed": SEED, "lm_learning_rate": 1e-3}
 
 
 def state(model: PPO) -> dict[str, torch.Tensor]:
@@ -71,6 +76,18 @@ def main(model_dir: str, out: Path, mode: str) -> None:
     env = make_text_vec_env(ENV_ID, N_ENVS, seed)
     config = replace(CONFIG, model=model_dir)
     model = config.make(env, seed=seed, **({"target_kl": 0.01} if mode == "target_kl" else {}))
+    if mode.startswith("clone"):  # clone:<episodes>
+        from glam_experiments.behaviour_cloning import behaviour_clone
+        from glam_experiments.demonstrations import load_demonstrations
+
+        dataset = load_demonstrations(CLONE_DATASET)
+        model.policy.rank_sync.ensure_broadcast()  # rank 0's random weights: the ones the test starts from
+        torch.save(state(model), out / f"constructed{ranks.rank}.pt")
+        episodes = int(mode.split(":")[1])
+        history = behaviour_clone(model, dataset, episodes=episodes, progress=False, **CLONE_ARGS)
+        torch.save({"weights": state(model), "history": history}, out / f"cloned{ranks.rank}.pt")
+        close_ranks()
+        return
     check_same_updates(model, ranks)
     torch.save(state(model), out / f"constructed{ranks.rank}.pt")
     model.learn(N_STEPS * N_ENVS, callback=DumpFirstRollout(out, ranks.rank, fail=mode == "fail"))

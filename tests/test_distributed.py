@@ -18,7 +18,7 @@ from stable_baselines3.common.logger import configure
 from glam_experiments.distributed import Ranks, check_same_updates, rank_seed
 from glam_experiments.envs import make_text_vec_env
 from llm_policy.distributed import RanksOutOfStepError, RankSync
-from tests.distributed_worker import CONFIG, ENV_ID, N_ENVS, N_STEPS, SEED
+from tests.distributed_worker import CLONE_ARGS, CLONE_DATASET, CONFIG, ENV_ID, N_ENVS, N_STEPS, SEED
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -165,3 +165,40 @@ def test_ranks_out_of_step_raise() -> None:
         p.join(timeout=30)
     assert "ranks out of step: rank 0 is at update 1, backward pass 2" in results[0]
     assert "ranks out of step: rank 1 is at update 2, backward pass 1" in results[1]
+
+
+def test_cloning_over_two_ranks_is_cloning_all_the_steps_in_one_process(
+    tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data-parallel behaviour cloning: each rank clones half of each minibatch, the ranks end bit-identical,
+    and (one minibatch of every step, an even number of them) the update is one process's on all the steps."""
+    pytest.importorskip("minari")
+    from glam_experiments.behaviour_cloning import behaviour_clone, demonstration_steps
+    from glam_experiments.demonstrations import load_demonstrations, record_demonstrations
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dataset = record_demonstrations(ENV_ID, episodes=6, seed=0, dataset_id=CLONE_DATASET)
+    # the first k episodes with an even number of steps: the two ranks share them all
+    episodes = next(k for k in range(6, 0, -1) if len(demonstration_steps(dataset.iterate_episodes(range(k)))) % 2 == 0)
+    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), f"clone:{episodes}"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    cloned = [load(tmp_path / f"cloned{r}.pt") for r in (0, 1)]
+    a, b = (c["weights"] for c in cloned)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the ranks differ after cloning"
+    assert [h.accuracy for h in cloned[0]["history"]] == [h.accuracy for h in cloned[1]["history"]]
+
+    single = replace(CONFIG, model=tiny_llama).make(make_text_vec_env(ENV_ID, N_ENVS, SEED), seed=SEED)
+    start = load(tmp_path / "constructed0.pt")
+    single.policy.load_state_dict(start)
+    demonstrations = load_demonstrations(CLONE_DATASET)
+    history = behaviour_clone(single, demonstrations, episodes=episodes, progress=False, **CLONE_ARGS)
+    assert (
+        history[-1].steps
+        == cloned[0]["history"][-1].steps
+        == 2 * len(demonstration_steps(dataset.iterate_episodes(range(episodes))))
+    )
+    expected = single.policy.state_dict()
+    assert max((expected[k] - start[k]).abs().max().item() for k in expected) > 1e-4
+    for key in expected:
+        torch.testing.assert_close(a[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert history[-1].loss == pytest.approx(cloned[0]["history"][-1].loss, rel=1e-5)

@@ -111,8 +111,11 @@ def test_rl_zoo3_trains_symbolic_ppo(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
+def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # the bot's episodes, recorded by the job
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
+    args += ["--bc-episodes", "6"]  # cloned over the two ranks, then PPO
     args += [
         "--n-steps",
         "16",
@@ -141,8 +144,10 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str) -> None:
     (run_dir,) = (tmp_path / "training").iterdir()
     assert (run_dir / "model.zip").exists() and (run_dir / "episodes.csv").exists()
     assert (run_dir / "grounding.csv").exists()  # measured by rank 0 of the two training processes
+    assert (tmp_path / "minari" / "babyai-text" / "PickUpS5N2" / "bot-v0").is_dir()
     table = (tmp_path / "evaluation.md").read_text()
-    assert "zero-shot" in table and "after 64 PPO steps" in table and "random" in table
+    assert "zero-shot" in table and "after cloning 6 bot episodes + 64 PPO steps" in table and "random" in table
+    assert "behaviour cloning of 6 bot episodes, then PPO" in printed
     assert "| test (grounding) | best constant |" in table
     assert "zero-shot ->" in printed and "trained; random agent" in printed
     assert "learning NOT shown" in printed or "learning shown" in printed
