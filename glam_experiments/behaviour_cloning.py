@@ -281,6 +281,7 @@ def behaviour_clone(
     n_actions = int(model.action_space.n)
 
     rank, world = _ranks()
+    val_world = 1  # ranks sharing the held-out steps
     rng = np.random.default_rng(seed)
     ids = np.asarray(dataset.episode_indices)
     if episodes is not None and episodes > len(ids):
@@ -294,10 +295,11 @@ def behaviour_clone(
     if world > 1:
         # data parallel: each rank clones its own equal share of the steps (LLMPolicy averages the
         # gradients over the ranks after every backward pass, so every rank takes the same steps)
-        if len(train) < world or (val is not None and len(val) < world):
+        if len(train) < world:
             raise ValueError(f"{len(train)} training steps cannot be shared by {world} ranks: clone more episodes")
         train = train.take(np.arange(len(train) - len(train) % world)[rank::world])
-        val = val.take(np.arange(len(val) - len(val) % world)[rank::world]) if val is not None else None
+        if val is not None and len(val) >= world:  # (fewer held-out steps than ranks: each rank measures them all)
+            val, val_world = val.take(np.arange(len(val) - len(val) % world)[rank::world]), world
         batch_size = max(1, batch_size // world)
         progress = progress and rank == 0
         run_dir = run_dir if rank == 0 else None
@@ -319,7 +321,7 @@ def behaviour_clone(
                 loss += F.nll_loss(log_probs, actions, reduction="sum").item()
                 correct += (log_probs.argmax(dim=1) == actions).sum().item()
         policy.set_training_mode(True)
-        loss, correct, n = _sum_over_ranks([loss, correct, len(val)], world, policy.device)
+        loss, correct, n = _sum_over_ranks([loss, correct, len(val)], val_world, policy.device)
         return loss / n, correct / n
 
     writer = SummaryWriter(str(run_dir)) if run_dir is not None else None
