@@ -165,6 +165,21 @@ def evaluate_part(job: tuple[Args, list[str], list[str], dict | None, bool]) -> 
     return evaluate(agents, suite[1:], episodes=args.variant_episodes, **common)
 
 
+def ppo_part(run_dir: Path) -> str:
+    """What PPO did after cloning, from the training-time grounding (its first row: the cloned policy before
+    PPO's first update), so that the verdict on the cloned-then-PPO agent does not credit PPO with cloning."""
+    from glam_experiments.curves import read_grounding
+
+    g = read_grounding(run_dir)
+    frames = int(g["frames"][-1])
+    return (
+        f"PPO's part, on the training-time bot states: bot agreement {g['bot_agreement'][0]:.2f} after cloning "
+        f"-> {g['bot_agreement'][-1]:.2f} after PPO ({frames} frames), state dependence "
+        f"{g['state_dependence'][0]:.2f} -> {g['state_dependence'][-1]:.2f} (best constant action "
+        f"{g['constant_agreement'][0]:.2f})"
+    )
+
+
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:
     """Whether the first test shows learning, and one line per criterion."""
     first = {r.agent: r for r in results if r.label == results[0].label}
@@ -283,6 +298,8 @@ def main(args: Args) -> None:
         f"[{a.success_low:.2f}, {a.success_high:.2f}] trained; random agent "
         f"{rnd.success_rate:.2f} [{rnd.success_low:.2f}, {rnd.success_high:.2f}] (Wilson 99 % intervals)"
     )
+    if args.bc_episodes:
+        print(ppo_part(run_dir))
     learned, lines = learning_verdict(results, zero_shot, trained)
     print("learning shown on the training level" if learned else "learning NOT shown on the training level:")
     for line in lines:

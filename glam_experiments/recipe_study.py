@@ -98,6 +98,7 @@ def run_arm(
     cloning: Cloning | None = None,
     name: str | None = None,
     base: LLMPPOConfig | None = None,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train and measure one arm with one seed; returns (and writes) its result.
 
@@ -105,6 +106,9 @@ def run_arm(
     :param cloning: clone demonstrations first; ``None``: PPO from the pretrained model.
     :param name: the folder and report row (default: ``arm``).
     :param base: the config the arm changes (default: ``LLMPPOConfig()``).
+    :param init_from: start from this saved agent's weights and optimizer state (e.g. another run's
+        ``cloned.zip``: PPO settings compared from one cloned policy without cloning again); the arm's
+        config must build the same policy.
     """
     from glam_baselines import RandomAgent
     from glam_experiments.callbacks import GroundingLogger
@@ -121,6 +125,8 @@ def run_arm(
         raise ValueError(f"frames must be at least 1 (0 only after cloning), got {frames}")
     env = make_text_vec_env(env_id, config.n_envs, seed, config.reward_scale)
     model = config.make(env, seed=seed)
+    if init_from is not None:
+        model.set_parameters(str(init_from), exact_match=True, device=model.device)
     cloned = _clone(model, cloning, seed, config.reward_scale, run_dir) if cloning is not None else None
     if cloned is not None and frames:  # the cloned policy before PPO: the "cloning alone" arm at no extra training
         model.save(run_dir / "cloned.zip")  # other PPO settings can start from it (PPO.load)
@@ -159,6 +165,7 @@ def run_arm(
         "grounding": grounding.as_dict(),
         "grounding_curve": logger.history,
         "cloning": cloned,
+        "init_from": str(init_from) if init_from is not None else None,
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=float))
     print(
@@ -227,7 +234,9 @@ def _stability(run_dir: Path) -> dict[str, float]:
     return out
 
 
-def _cloning(cloning: dict[str, Any] | None) -> str:
+def _cloning(cloning: dict[str, Any] | None, init_from: str | None = None) -> str:
+    if init_from:
+        return "from " + "/".join(Path(init_from).parts[-3:])
     if not cloning:
         return "—"
     text = f"{cloning['episodes']} ep x {cloning['epochs']}"
@@ -277,8 +286,9 @@ def report(out: Path) -> str:
             return _mean_sd(vals, digits) if vals else "–"
 
         values = [g["grounding"]["value_std"] for g in res if g["grounding"]["value_std"] is not None]
+        start = _cloning(res[0].get("cloning"), res[0].get("init_from"))
         lines.append(
-            f"| {arm} | {changes} | {_cloning(res[0].get('cloning'))} | {','.join(str(r['seed']) for r in res)} | "
+            f"| {arm} | {changes} | {start} | {','.join(str(r['seed']) for r in res)} | "
             f"{res[0]['frames']} | "
             f"{_mean_sd([r['success']['rate'] for r in res])} | {_mean_sd([r['random']['rate'] for r in res])} | "
             f"{_mean_sd([r['grounding']['bot_agreement'] for r in res])} "
@@ -326,6 +336,7 @@ def _main(argv: list[str]) -> None:
     run.add_argument(
         "--bc-value-coef", type=float, help="weight of the value head's fit to the bot's returns (default: vf_coef)"
     )
+    run.add_argument("--init-from", type=Path, help="start from this saved agent (e.g. another run's cloned.zip)")
     rep = sub.add_parser("report", help="a Markdown table of the results")
     rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
     args = parser.parse_args(argv)
@@ -351,6 +362,7 @@ def _main(argv: list[str]) -> None:
         curve_states=args.curve_states,
         cloning=cloning,
         name=args.name,
+        init_from=args.init_from,
     )
 
 

@@ -148,6 +148,7 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
     table = (tmp_path / "evaluation.md").read_text()
     assert "zero-shot" in table and "after cloning 6 bot episodes + 64 PPO steps" in table and "random" in table
     assert "behaviour cloning of 6 bot episodes, then PPO" in printed
+    assert "PPO's part, on the training-time bot states: bot agreement" in printed and "after cloning ->" in printed
     assert "| test (grounding) | best constant |" in table
     assert "zero-shot ->" in printed and "trained; random agent" in printed
     assert "learning NOT shown" in printed or "learning shown" in printed

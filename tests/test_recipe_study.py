@@ -69,6 +69,31 @@ def test_cloning_arm_clones_then_trains(tiny_llama: str, tmp_path: Path, frames:
         assert "| 2 | 0 |" in before and "| – | – | – | – |" in before  # no PPO update: no PPO statistics
 
 
+def test_arm_from_a_cloned_policy(tiny_llama: str, tmp_path: Path, bc_dataset: str) -> None:
+    cloning = Cloning(bc_dataset, episodes=3, epochs=1, learning_rate=1e-3, value_coef=0.0)
+    run_arm("shipped", 1, ENV_ID, 16, tmp_path, cloning=cloning, name="bc", base=_base(tiny_llama), **TINY_RUN)
+    cloned = tmp_path / "bc" / "seed1" / "cloned.zip"
+    before = json.loads((tmp_path / "bc" / "seed1" / "result.json").read_text())["cloning"]
+    result = run_arm(
+        "advnorm", 1, ENV_ID, 16, tmp_path, name="bc_advnorm", init_from=cloned, base=_base(tiny_llama), **TINY_RUN
+    )
+    assert result["init_from"] == str(cloned) and result["cloning"] is None
+    assert before["steps_trained"] > 0
+    # the first training-time measurement (before PPO's first update) is the cloned policy's
+    from stable_baselines3 import PPO
+
+    from glam_experiments.diagnostics import BotStates, measure
+
+    states = BotStates.collect(ENV_ID, TINY_RUN["curve_states"], seed=5000 + 10_000)
+    expected = measure(PPO.load(cloned).policy, states).as_dict()
+    first = result["grounding_curve"][0]
+    assert first["updates"] == 0
+    for key in ("bot_agreement", "state_dependence", "value_mean"):
+        assert first[key] == pytest.approx(expected[key], abs=1e-5), key
+    row = next(line for line in report(tmp_path).splitlines() if line.startswith("| bc_advnorm "))
+    assert "| from bc/seed1/cloned.zip |" in row
+
+
 def test_no_frames_without_cloning_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match="frames must be at least 1"):
         run_arm("shipped", 1, ENV_ID, 0, tmp_path)
