@@ -1,8 +1,9 @@
-"""The main job: train the default LLM agent (SmolLM2-135M) with PPO on the small PickUp level,
-then compare it with its zero-shot self and a random agent on that level (success and the
-grounding diagnostics) and on its generalization variants.
+"""The main job: train the default LLM agent (SmolLM2-135M) on the small PickUp level — behaviour
+cloning of 1,000 of the BabyAI bot's episodes, then PPO — and compare it with its zero-shot self
+and a random agent on that level (success and the grounding diagnostics) and on its
+generalization variants.  ``--bc-episodes 0`` trains with PPO alone (from the pretrained model).
 
-    python -m glam_experiments.main_job [--total-timesteps N] [--episodes 100] [--nproc 2] [--out results]
+    python -m glam_experiments.main_job [--bc-episodes 1000] [--total-timesteps N] [--episodes 100] [--out results]
 
 Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot vs trained vs random,
 success with 99 % CIs per test, bot agreement and state dependence), ``learning_curve.png``
@@ -53,9 +54,9 @@ class Args(LLMPPOConfig):
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
     """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
-    total_timesteps: int = 2560
-    """PPO env-steps (all ranks together)"""
-    bc_episodes: int = 0
+    total_timesteps: int = 1024
+    """PPO env-steps (all ranks together), after cloning"""
+    bc_episodes: int = 1000
     """the BabyAI bot's episodes cloned before PPO (0: PPO from the pretrained model alone): the first N of the
     Minari dataset babyai-text/<level>/bot-v0, recorded on first use with seeds 0..N-1 (below --eval-seed: no
     evaluation episode is cloned); docs/behaviour_cloning.md"""

@@ -76,6 +76,7 @@ TINY: dict[str, dict[str, str]] = {
         "--eval-workers": "1",
         "--eval-envs": "1",
         "--viewer-episodes": "1",
+        "--bc-episodes": "4",
     },
     "glam_experiments.demonstrations": {"--episodes": "2"},
     "examples/train_bc.py": {
@@ -92,7 +93,7 @@ TINY: dict[str, dict[str, str]] = {
     "rl_zoo3.enjoy": {"-n": "5"},
 }
 #: programs that need the data extra (Minari), absent from the lowest-versions install
-NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py")
+NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py", "glam_experiments.main_job")
 #: what `make main` runs, made tiny like the rest (the README's other commands read its results/)
 MAKE_MAIN = ".venv/bin/python -m glam_experiments.main_job"
 
@@ -286,6 +287,8 @@ def test_the_flag_rewrite_keeps_the_command() -> None:
 def main_job_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make main`'s ``results/``, made tiny, once for all the workers of the session (it takes minutes)."""
     from filelock import FileLock
+
+    pytest.importorskip("minari", reason="the main job clones the bot's episodes: the data extra (Minari)")
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
