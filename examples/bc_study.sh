@@ -9,8 +9,8 @@
 #
 #     [OUT=studies/bc] [FRAMES=1024] [DRRN_FRAMES=10240] bash examples/bc_study.sh
 #
-# About 2.5 hours on 2 cores: the LLM arms took 1.8 hours here (a test run beside them for half
-# of it; cloning runs at ~4 demonstration steps/s on one thread in its first epoch, PPO at
+# About 3 hours on 2 cores: the LLM arms took 2.5 hours here (a test run beside them for half
+# of it; the bc1000v0 pair 42 minutes; cloning runs at ~4 demonstration steps/s on one thread in its first epoch, PPO at
 # ~2 frames/s, each 100-episode evaluation 5-10 minutes), each DRRN pair 25 minutes with other
 # work beside it.
 set -euo pipefail
@@ -26,11 +26,12 @@ mkdir -p "$OUT"
 
 STUDY="run --arm shipped --env-id $ENV_ID --episodes 100 --grounding-states 300 --eval-seed 1000 --out $OUT"
 BC="--bc-dataset $DATASET --bc-learning-rate 3e-4"
+FIT="--bc-value-coef 0.5"  # the value head fitted to the bot's returns, as cloning did before (PPO's vf_coef)
 {
-    for seed in 1 2; do echo "bc1000_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1"; done
-    # the value head left unfitted while cloning: PPO's critic learns the cloned policy's values
+    for seed in 1 2; do echo "bc1000_ppo $seed $BC $FIT --bc-episodes 1000 --bc-epochs 1"; done
+    # the value head left unfitted while cloning (the default since): PPO's critic learns the cloned policy's values
     for seed in 1 2; do echo "bc1000v0_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
-    for seed in 1 2; do echo "bc100_ppo $seed $BC --bc-episodes 100 --bc-epochs 5"; done
+    for seed in 1 2; do echo "bc100_ppo $seed $BC $FIT --bc-episodes 100 --bc-epochs 5"; done
     for seed in 1 2; do echo "ppo $seed"; done
 } | while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)
     [ -e "$OUT/$name/seed$seed/result.json" ] || echo "$name $seed${flags:+ $flags}"

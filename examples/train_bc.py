@@ -53,8 +53,9 @@ class Args(LLMPPOConfig):
     """demonstration steps per gradient step"""
     bc_learning_rate: float | None = None
     """the LM's learning rate while cloning, the value head's scaled alike (default: --lm-learning-rate, PPO's)"""
-    bc_value_coef: float | None = None
-    """weight of the value head's fit to the demonstrations' discounted returns (default: --vf-coef; 0: no fit)"""
+    bc_value_coef: float = 0.0
+    """weight of the value head's fit to the demonstrations' discounted returns (0: not fitted, PPO's critic
+    learns the cloned policy's values; fitted to the bot's, it misled PPO: docs/behaviour_cloning.md)"""
     val_fraction: float = 0.1
     """episodes held out to measure agreement with the demonstrations after each epoch"""
     ppo_timesteps: int = 0

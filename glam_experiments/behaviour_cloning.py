@@ -4,10 +4,10 @@ The loss is the cross-entropy between the policy's action distribution and the d
 action, computed through ``policy.evaluate_actions`` — the call PPO's update makes — so that
 PPO, started after cloning, continues on exactly the distribution that was cloned.  The
 policy's own optimizer takes the steps (with :class:`~llm_policy.LLMPolicy` its two parameter
-groups: the LM's rate and the value head's), and the value head is fitted to the
-demonstrations' discounted returns, so PPO after cloning starts with a critic of the
-demonstrator.  The model stays a stock SB3 ``PPO``: ``model.save``, ``PPO.load`` and
-``model.learn`` work as before.
+groups: the LM's rate and the value head's).  The value head is fitted to the
+demonstrations' discounted returns only when asked (``value_coef``): by default PPO's critic
+starts from scratch on the cloned policy.  The model stays a stock SB3 ``PPO``:
+``model.save``, ``PPO.load`` and ``model.learn`` work as before.
 
     config = LLMPPOConfig()
     dataset = load_demonstrations("babyai-text/GoToS5N2/bot-v0")   # glam_experiments.demonstrations
@@ -235,7 +235,7 @@ def behaviour_clone(
     seed: int = 0,
     episodes: int | None = None,
     lm_learning_rate: float | None = None,
-    value_coef: float | None = None,
+    value_coef: float = 0.0,
     reward_scale: float = 1.0,
     run_dir: str | Path | None = None,
     progress: bool = True,
@@ -262,7 +262,10 @@ def behaviour_clone(
     :param episodes: use the dataset's first ``episodes`` episodes only (``None``: all).
     :param lm_learning_rate: the LM's learning rate while cloning (the value head's is scaled
         alike); ``None``: the rates of the policy's optimizer, PPO's.  PPO's next update sets its own again.
-    :param value_coef: weight of the value loss (``None``: PPO's ``vf_coef``; 0: the value head is not fitted).
+    :param value_coef: weight of the value loss; 0 (the default): the value head is not fitted, and PPO's
+        critic learns the cloned policy's own values.  Fitted to the demonstrator's returns, the critic
+        overestimates a policy that imitates it imperfectly and PPO's first updates push away from the
+        cloned actions (docs/results.md#learning-from-the-bot-cloning-ppo-and-drrns-replay-buffer-issue-20).
     :param reward_scale: the factor PPO's env multiplies rewards by (the value head's targets are in PPO's units).
     :param run_dir: write TensorBoard scalars here (``losses/bc_*``, ``charts/bc_*``); ``None``: none.
     :param progress: show a progress bar (on rank 0 under torchrun).
@@ -277,7 +280,6 @@ def behaviour_clone(
     if getattr(policy, "finetune", None) == "frozen":
         raise ValueError("the policy's language model is frozen (finetune='frozen'): cloning cannot change its actions")
     check_demonstrations(dataset, model.observation_space, model.action_space)
-    value_coef = model.vf_coef if value_coef is None else value_coef
     n_actions = int(model.action_space.n)
 
     rank, world = _ranks()

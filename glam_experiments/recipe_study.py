@@ -72,15 +72,15 @@ class Cloning:
     :param episodes: its first N episodes (``None``: all).
     :param epochs: passes over them.
     :param learning_rate: the LM's rate while cloning (``None``: PPO's).
-    :param value_coef: weight of the value head's fit to the demonstrations' returns (``None``: PPO's
-        ``vf_coef``; 0: not fitted, so PPO's critic starts from scratch rather than from the bot's returns).
+    :param value_coef: weight of the value head's fit to the demonstrations' returns (0: not fitted, so
+        PPO's critic starts from scratch rather than from the bot's returns).
     """
 
     dataset_id: str
     episodes: int | None = None
     epochs: int = 3
     learning_rate: float | None = None
-    value_coef: float | None = None
+    value_coef: float = 0.0
 
 
 def run_arm(
@@ -242,8 +242,8 @@ def _cloning(cloning: dict[str, Any] | None, init_from: str | None = None) -> st
     text = f"{cloning['episodes']} ep x {cloning['epochs']}"
     if cloning.get("learning_rate") is not None:
         text += f", lr {cloning['learning_rate']:g}"
-    if cloning.get("value_coef") is not None:
-        text += f", value coef {cloning['value_coef']:g}"
+    # (results of before value_coef was recorded fitted the value head at PPO's vf_coef, 0.5)
+    text += f", value coef {cloning.get('value_coef', 0.5):g}"
     if cloning.get("val_accuracy_after") is not None:
         text += f" ({cloning['val_accuracy_before']:.2f} -> {cloning['val_accuracy_after']:.2f})"
     return text
@@ -334,7 +334,7 @@ def _main(argv: list[str]) -> None:
     run.add_argument("--bc-epochs", type=int, default=3)
     run.add_argument("--bc-learning-rate", type=float, help="the LM's rate while cloning (default: PPO's)")
     run.add_argument(
-        "--bc-value-coef", type=float, help="weight of the value head's fit to the bot's returns (default: vf_coef)"
+        "--bc-value-coef", type=float, default=0.0, help="weight of the value head's fit to the bot's returns"
     )
     run.add_argument("--init-from", type=Path, help="start from this saved agent (e.g. another run's cloned.zip)")
     rep = sub.add_parser("report", help="a Markdown table of the results")

@@ -144,7 +144,9 @@ def test_value_head_fitted_or_left(tiny_llama: str, dataset: minari.MinariDatase
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model = make_model(tiny_llama)
-    history = behaviour_clone(model, dataset, epochs=3, batch_size=8, run_dir=tmp_path / "fit", progress=False)
+    history = behaviour_clone(
+        model, dataset, epochs=3, batch_size=8, value_coef=0.5, run_dir=tmp_path / "fit", progress=False
+    )
     assert history[-1].value_loss < history[1].value_loss
     events = EventAccumulator(str(tmp_path / "fit")).Reload()
     tags = set(events.Tags()["scalars"])
@@ -155,9 +157,7 @@ def test_value_head_fitted_or_left(tiny_llama: str, dataset: minari.MinariDatase
 
     model = make_model(tiny_llama)
     head = {k: v.clone() for k, v in model.policy.value_net.named_parameters()}  # (not the input statistics)
-    history = behaviour_clone(
-        model, dataset, epochs=1, batch_size=8, value_coef=0, run_dir=tmp_path / "no_fit", progress=False
-    )
+    history = behaviour_clone(model, dataset, epochs=1, batch_size=8, run_dir=tmp_path / "no_fit", progress=False)
     assert history[-1].value_loss is None
     for key, value in model.policy.value_net.named_parameters():
         torch.testing.assert_close(value, head[key], atol=0, rtol=0)
