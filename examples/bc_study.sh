@@ -24,20 +24,28 @@ mkdir -p "$OUT"
 [ -d "${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}/$DATASET" ] ||
     $PY -m glam_experiments.demonstrations --env-id "$ENV_ID" --episodes 1000 --seed 0
 
-STUDY="run --arm shipped --env-id $ENV_ID --episodes 100 --grounding-states 300 --eval-seed 1000 --out $OUT"
+STUDY="run --env-id $ENV_ID --episodes 100 --grounding-states 300 --eval-seed 1000 --out $OUT"
 BC="--bc-dataset $DATASET --bc-learning-rate 3e-4"
 FIT="--bc-value-coef 0.5"  # the value head fitted to the bot's returns, as cloning did before (PPO's vf_coef)
+# each line "name seed flags...": the runs whose result is missing, two at a time
+run_arms() {
+    while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)
+        [ -e "$OUT/$name/seed$seed/result.json" ] || echo "$name $seed${flags:+ $flags}"
+    done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \
+        "name=\$0 seed=\$1; shift; $PY -m glam_experiments.recipe_study $STUDY --frames $FRAMES --name \$name \
+         --seed \$seed \"\$@\" > $OUT/\$name-\$seed.log 2>&1 && tail -1 $OUT/\$name-\$seed.log"
+}
 {
-    for seed in 1 2; do echo "bc1000_ppo $seed $BC $FIT --bc-episodes 1000 --bc-epochs 1"; done
+    for seed in 1 2; do echo "bc1000_ppo $seed --arm shipped $BC $FIT --bc-episodes 1000 --bc-epochs 1"; done
     # the value head left unfitted while cloning (the default since): PPO's critic learns the cloned policy's values
-    for seed in 1 2; do echo "bc1000v0_ppo $seed $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
-    for seed in 1 2; do echo "bc100_ppo $seed $BC $FIT --bc-episodes 100 --bc-epochs 5"; done
-    for seed in 1 2; do echo "ppo $seed"; done
-} | while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)
-    [ -e "$OUT/$name/seed$seed/result.json" ] || echo "$name $seed${flags:+ $flags}"
-done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \
-    "name=\$0 seed=\$1; shift; $PY -m glam_experiments.recipe_study $STUDY --frames $FRAMES --name \$name \
-     --seed \$seed \"\$@\" > $OUT/\$name-\$seed.log 2>&1 && tail -1 $OUT/\$name-\$seed.log"
+    for seed in 1 2; do echo "bc1000v0_ppo $seed --arm shipped $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
+    for seed in 1 2; do echo "bc100_ppo $seed --arm shipped $BC $FIT --bc-episodes 100 --bc-epochs 5"; done
+    for seed in 1 2; do echo "ppo $seed --arm shipped"; done
+} | run_arms
+# PPO at higher LM rates from the same cloned policies (bc1000v0_ppo's cloned.zip, saved by the runs above)
+for arm in lm1e-4 lm3e-4; do
+    for seed in 1 2; do echo "bc1000v0_$arm $seed --arm $arm --init-from $OUT/bc1000v0_ppo/seed$seed/cloned.zip"; done
+done | run_arms
 $PY -m glam_experiments.recipe_study report "$OUT" | tee "$OUT/report.md"
 
 # DRRN (the reference curves' settings) with and without the demonstrations in its replay buffer

@@ -55,6 +55,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "critic_token": {**_CRITIC, "normalization": "token"},
     "critic_rollout32": {**_CRITIC, "n_steps": 32},
     "critic_history3": {**_CRITIC, "prompt_history": 3},
+    # the shipped recipe (the critic above, rewards x20) with the LM at higher rates: PPO after cloning
+    "lm1e-4": {"lm_learning_rate": 1e-4},
+    "lm3e-4": {"lm_learning_rate": 3e-4},
 }
 
 
