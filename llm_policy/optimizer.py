@@ -32,6 +32,18 @@ class GroupLRScales:
             for group, lr in zip(groups, base, strict=True):
                 group["lr"] = lr
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, keeping the ``lr_scale`` of every group that has one: the scales are
+        the policy's settings (its ``lm_learning_rate``), not training state, so an agent whose LM rate was
+        changed and that loads another run's weights and moments (``PPO.set_parameters``) trains at its own
+        rate, not silently at the saved one.  A group without a scale (a policy rebuilt without its
+        learning-rate schedule) takes the saved one."""
+        scales = [group.get(LR_SCALE) for group in self.param_groups]  # type: ignore[attr-defined]
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        for group, scale in zip(self.param_groups, scales, strict=True):  # type: ignore[attr-defined]
+            if scale is not None:
+                group[LR_SCALE] = scale
+
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # A generated class cannot be found by pickle's name lookup in a fresh process;
         # the optimizer class it scales can, and rebuilding from it gives the same class

@@ -285,9 +285,14 @@ class LLMPolicy(ActorCriticPolicy):
         lm_params = [p for p in self.lm.parameters() if p.requires_grad]
         groups = [{"params": list(self.value_net.parameters()), LR_SCALE: 1.0}]
         if lm_params:
-            # (a policy loaded on its own gets SB3's dummy schedule, whose rate is 0)
-            scale = 1.0 if self.lm_learning_rate is None or base_lr <= 0 else self.lm_learning_rate / base_lr
-            groups.append({"params": lm_params, LR_SCALE: scale})
+            group: dict[str, Any] = {"params": lm_params}
+            if self.lm_learning_rate is None:
+                group[LR_SCALE] = 1.0
+            elif base_lr > 0:
+                group[LR_SCALE] = self.lm_learning_rate / base_lr
+            # else no rate to scale (a policy loaded on its own gets SB3's dummy schedule, whose rate is 0):
+            # the scale comes with the optimizer state it loads
+            groups.append(group)
         self.optimizer = with_group_lr_scales(self.optimizer_class)(groups, lr=base_lr, **self.optimizer_kwargs)
         # under torchrun every rank trains the same policy: see llm_policy.distributed
         self.rank_sync = RankSync(self) if multi_rank() else None

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import gymnasium as gym
+import pytest
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -89,3 +90,17 @@ def test_llm_policy_and_its_optimizer_pickle(tiny_llama: str) -> None:
     assert [g.get(LR_SCALE) for g in loaded.param_groups] == [g.get(LR_SCALE) for g in optimizer.param_groups]
     obs = {k: torch.as_tensor(v[None]) for k, v in env.envs[0].reset(seed=0)[0].items()}
     torch.testing.assert_close(policy.action_probabilities(obs), model.policy.action_probabilities(obs))
+
+
+def test_loaded_state_keeps_the_optimizers_own_scales() -> None:
+    """A policy built with another LM rate that loads saved moments (``PPO.set_parameters``) keeps its rate."""
+    saved = two_groups(0.1, torch.optim.Adam)
+    for group in saved.param_groups:
+        group["params"][0].grad = torch.ones(3)
+    saved.step()
+    mine = two_groups(0.3, torch.optim.Adam)
+    mine.load_state_dict(saved.state_dict())
+    assert [g[LR_SCALE] for g in mine.param_groups] == [0.3, 1.0]
+    assert len(mine.state) == 2  # Adam's moments came with the state
+    small, full = step_sizes(mine)  # (Adam: a constant gradient moves each weight by its rate)
+    assert small == pytest.approx(0.3 * full, rel=1e-4) and full == pytest.approx(0.5, rel=1e-4)

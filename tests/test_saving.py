@@ -189,6 +189,17 @@ def test_get_and_set_parameters(tiny_llama: str, tmp_path: Path) -> None:
     torch.testing.assert_close(third.policy.action_probabilities(obs), probs, atol=0, rtol=0)
 
 
+def test_set_parameters_keeps_the_agents_own_lm_rate(tiny_llama: str, tmp_path: Path) -> None:
+    """Weights and Adam's moments from a run at one LM rate, continued at another (recipe_study --init-from)."""
+    trained(tiny_llama, "top_k", lm_learning_rate=1e-4).save(tmp_path / "slow.zip")
+    faster = make_ppo(tiny_llama, "top_k", lm_learning_rate=1e-3)
+    faster.set_parameters(str(tmp_path / "slow.zip"))
+    assert [g["lr_scale"] for g in faster.policy.optimizer.param_groups] == pytest.approx([1.0, 1e-3 / 1e-2])
+    assert faster.policy.optimizer.state  # the moments came with the weights
+    loaded = PPO.load(tmp_path / "slow.zip")  # its own rate, as saved
+    assert [g["lr_scale"] for g in loaded.policy.optimizer.param_groups] == pytest.approx([1.0, 1e-4 / 1e-2])
+
+
 def test_policy_save_pickle_and_deepcopy(tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     policy: LLMPolicy = trained(tiny_llama, "lora").policy
     obs = obs_of(policy)
