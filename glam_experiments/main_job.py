@@ -38,7 +38,7 @@ from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
 from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
-from glam_experiments.recording import record_episodes
+from glam_experiments.recording import EpisodeRecord, record_episodes
 from glam_experiments.viewer import write_gif, write_html
 
 #: What the main job calls learning, beside non-overlapping 99 % intervals (issue 18).
@@ -181,6 +181,12 @@ def ppo_part(run_dir: Path) -> str:
     )
 
 
+def record_part(job: tuple[str, str, int, int, str, dict | None]) -> list[EpisodeRecord]:
+    """``(agent, env_id, episodes, seed, name, llm_kwargs)``: an episode viewer's episodes (a worker process's part)."""
+    agent, env_id, episodes, seed, name, llm_kwargs = job
+    return record_episodes(agent, env_id, episodes, seed=seed, agent_name=name, llm_kwargs=llm_kwargs)
+
+
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:
     """Whether the first test shows learning, and one line per criterion."""
     first = {r.agent: r for r in results if r.label == results[0].label}
@@ -250,37 +256,39 @@ def main(args: Args) -> None:
         f"2/3 evaluation of the trained agent, {args.model} zero-shot and a random agent ({args.episodes} episodes "
         f"of {args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
         + (", two agents at a time" if args.eval_workers > 1 else "")
+        + f", and the episode viewers ({args.viewer_episodes} episodes per agent)"
     )
     # the longest part first (the zero-shot agent fails every 25-step episode), so that the processes end together
     agents = [([args.model], [zero_shot], llm_kwargs), ([model_zip, "random"], [trained, "random"], None)]
     jobs = [(args, *agent, True) for agent in agents]
     jobs += [(args, *agent, False) for agent in agents] if args.variant_episodes else []
+    # the viewers' episodes last: they fill the time the process that ends first would wait
+    viewed = [(trained, model_zip, None, "trained"), (zero_shot, args.model, llm_kwargs, "zero_shot")]
+    recordings = [(spec, args.env_id, args.viewer_episodes, args.eval_seed, name, kw) for name, spec, kw, _ in viewed]
     if args.eval_workers > 1:
         # one thread per process: two single-threaded evaluations do more on two cores than one with two threads
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             args.eval_workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
         ) as pool:
-            parts = list(pool.map(evaluate_part, jobs))
+            evaluating = [pool.submit(evaluate_part, job) for job in jobs]
+            recording = [pool.submit(record_part, job) for job in recordings]
+            parts = [future.result() for future in evaluating]
+            records = [future.result() for future in recording]
     else:
         parts = [evaluate_part(job) for job in jobs]
+        records = [record_part(job) for job in recordings]
     # zero-shot first, then trained, then random; the training level before its variants
     done = [r for part in parts for r in part]
     order = {zero_shot: 0, trained: 1, "random": 2}
     results = sorted(done, key=lambda r: order[r.agent])  # stable: level rows stay before variant rows
 
-    print(f"3/3 episode viewers: {args.viewer_episodes} episodes of {args.env_id} per agent")
+    print("3/3 writing the results")
     viewers = []
-    for name, spec, kwargs, slug in [
-        (trained, model_zip, None, "trained"),
-        (zero_shot, args.model, llm_kwargs, "zero_shot"),
-    ]:
-        records = record_episodes(
-            spec, args.env_id, args.viewer_episodes, seed=args.eval_seed, agent_name=name, llm_kwargs=kwargs
-        )
-        viewers.append(write_html(records, args.out / f"viewer_{slug}.html", title=f"{name} on {args.env_id}"))
+    for (name, _, _, slug), episodes in zip(viewed, records, strict=True):
+        viewers.append(write_html(episodes, args.out / f"viewer_{slug}.html", title=f"{name} on {args.env_id}"))
         if slug == "trained":
-            viewers.append(write_gif(records, args.out / f"viewer_{slug}.gif"))
+            viewers.append(write_gif(episodes, args.out / f"viewer_{slug}.gif"))
 
     # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
     paths = write(results, args.out, overwrite=True)
