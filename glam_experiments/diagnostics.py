@@ -47,11 +47,16 @@ ProbabilityFn = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray |
 _NUM_ACTIONS = 6
 
 
-def bot_action(env: gym.Env) -> int:
+def bot_action(env: gym.Env) -> int | None:
     """The BabyAI bot's action from ``env``'s current state (a fresh plan: the bot reads the
-    true state, so it takes over from any state, including one an agent reached)."""
-    with contextlib.redirect_stdout(io.StringIO()):  # the bot prints its plans
-        action = int(BabyAIBot(env.unwrapped).replan())
+    true state, so it takes over from most states an agent reaches), or ``None`` where it cannot
+    plan: minigrid's bot asserts, e.g., when it would pick up the goal while the agent holds
+    another object (its plans never make it carry one)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the bot prints its plans
+            action = int(BabyAIBot(env.unwrapped).replan())
+    except AssertionError:
+        return None
     return action if action < _NUM_ACTIONS else 0
 
 

@@ -112,6 +112,28 @@ def test_bot_action_matches_the_collected_path(states: BotStates) -> None:
     assert bot_action(env) == states.actions[0]
 
 
+def bot_facing_its_pickup(seed: int) -> gym.Env:
+    """PickUpS5N2 stepped along the bot's path to where its next action is "pick up"."""
+    env = gym.make("BabyAI-Text-PickUpS5N2-v0")
+    env.reset(seed=seed)
+    for _ in range(30):
+        action = bot_action(env)
+        if action == 3:  # pick up
+            return env
+        env.step(action)
+    raise AssertionError("the bot did not reach its pick-up")
+
+
+def test_bot_action_is_none_where_the_bot_cannot_plan() -> None:
+    """An agent holding another object in front of the goal: minigrid's bot asserts; no action, no crash
+    (the main job's viewer met this state with the cloned agent)."""
+    from minigrid.core.world_object import Key
+
+    env = bot_facing_its_pickup(seed=1000)
+    env.unwrapped.carrying = Key("grey")
+    assert bot_action(env) is None
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="num_states"):
         BotStates.collect(ENV, num_states=0)
