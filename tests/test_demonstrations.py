@@ -16,6 +16,7 @@ pytest.importorskip("h5py")
 import babyai_text  # noqa: E402
 from glam_experiments.cli import UsageError  # noqa: E402
 from glam_experiments.demonstrations import (  # noqa: E402
+    bot_demonstrations,
     default_dataset_id,
     episode_seeds,
     load_demonstrations,
@@ -125,6 +126,15 @@ def test_an_existing_dataset_is_refused_unless_overwrite() -> None:
     assert load_demonstrations("tests/x-v0").total_episodes == 1  # untouched
     replaced = record_demonstrations("BabyAI-Text-PickUpS5N2-v0", 2, seed=3, dataset_id="tests/x-v0", overwrite=True)
     assert replaced.total_episodes == 2 and episode_seeds(load_demonstrations("tests/x-v0")) == [3, 4]
+
+
+def test_the_main_jobs_demonstrations_are_recorded_once() -> None:
+    dataset_id = bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 3)
+    assert dataset_id == "babyai-text/PickUpS5N2/bot-v0"
+    assert episode_seeds(load_demonstrations(dataset_id)) == [0, 1, 2]
+    assert bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 2) == dataset_id  # enough: used as it is
+    with pytest.raises(ValueError, match=r"holds 3 episodes, fewer than the 5 asked for: .*--episodes 5 --overwrite"):
+        bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 5)
 
 
 def test_a_failed_overwrite_keeps_the_old_dataset() -> None:

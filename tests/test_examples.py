@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import tyro
 
 from tests.conftest import REPO
 
@@ -161,6 +162,16 @@ def test_default_settings_run(tmp_path, tiny_llama: str) -> None:
     run_script("default_settings_run.py", *args, "--out", str(out))
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 1e-6") or line.startswith("| 3e-4")]
     assert len(rows) == 2  # one update with each LM learning rate
+
+
+def test_main_job_refuses_to_clone_evaluation_episodes(capsys: pytest.CaptureFixture[str]) -> None:
+    from glam_experiments.cli import run_command
+    from glam_experiments.main_job import Args, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(lambda argv: main(tyro.cli(Args, args=argv)), ["--bc-episodes", "1001", "--eval-seed", "1000"])
+    assert exit_info.value.code == 2
+    assert "raise --eval-seed above 1001" in capsys.readouterr().err
 
 
 def test_learning_verdict_needs_every_criterion() -> None:
