@@ -35,6 +35,8 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from glam_experiments.distributed import current_ranks
+
 Observations = dict[str, np.ndarray] | np.ndarray
 
 
@@ -282,7 +284,8 @@ def behaviour_clone(
     check_demonstrations(dataset, model.observation_space, model.action_space)
     n_actions = int(model.action_space.n)
 
-    rank, world = _ranks()
+    ranks = current_ranks()
+    rank, world = ranks.rank, ranks.world_size
     val_world = 1  # ranks sharing the held-out steps
     rng = np.random.default_rng(seed)
     ids = np.asarray(dataset.episode_indices)
@@ -415,19 +418,49 @@ def behaviour_clone(
     return history
 
 
-def _ranks() -> tuple[int, int]:
-    """(rank, world size) of the torchrun job this process belongs to; (0, 1) outside one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _sum_over_ranks(values: list[float], world: int, device: torch.device) -> list[float]:
     if world == 1:
         return values
     total = torch.tensor(values, dtype=torch.float64, device=device)  # on the policy's device: NCCL needs CUDA
     dist.all_reduce(total)
     return total.tolist()
+
+
+@dataclass
+class Cloning:
+    """What to clone before PPO: :func:`behaviour_clone`'s choices that are not the model's.
+
+    :param dataset_id: the Minari dataset of demonstrations.
+    :param episodes: its first N episodes (``None``: all).
+    :param epochs: passes over them.
+    :param learning_rate: the LM's rate while cloning (``None``: PPO's).
+    :param value_coef: weight of the value head's fit to the demonstrations' returns (0: not fitted, so
+        PPO's critic starts from scratch rather than from the bot's returns).
+    """
+
+    dataset_id: str
+    episodes: int | None = None
+    epochs: int = 3
+    learning_rate: float | None = None
+    value_coef: float = 0.0
+
+    def run(
+        self, model: OnPolicyAlgorithm, seed: int, reward_scale: float, run_dir: str | Path | None = None
+    ) -> list[BCEpoch]:
+        """:func:`behaviour_clone` of ``model`` (in place) on the dataset, loaded by id."""
+        from glam_experiments.demonstrations import load_demonstrations
+
+        return behaviour_clone(
+            model,
+            load_demonstrations(self.dataset_id),
+            epochs=self.epochs,
+            seed=seed,
+            episodes=self.episodes,
+            lm_learning_rate=self.learning_rate,
+            value_coef=self.value_coef,
+            reward_scale=reward_scale,
+            run_dir=run_dir,
+        )
 
 
 def accuracy_floor(actions: np.ndarray, n_actions: int) -> float:
@@ -438,6 +471,7 @@ def accuracy_floor(actions: np.ndarray, n_actions: int) -> float:
 
 __all__ = [
     "BCEpoch",
+    "Cloning",
     "Demonstrations",
     "accuracy_floor",
     "behaviour_clone",

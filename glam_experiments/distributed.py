@@ -93,8 +93,9 @@ def current_ranks() -> Ranks:
         if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
             raise RuntimeError(
                 f"this process is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} started by torchrun but has "
-                "not joined the others: call glam_experiments.distributed.init_ranks() first (only "
-                "examples/train_llm_ppo.py trains over several processes), or run the script without torchrun"
+                "not joined the others: call glam_experiments.distributed.init_ranks() first "
+                "(examples/train_llm_ppo.py and examples/train_bc.py train over several processes), or run the "
+                "script without torchrun"
             )
         return Ranks()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -117,20 +117,10 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
         env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
         model = args.make(env, seed=args.seed)
         if dataset_id is not None:
-            from glam_experiments.behaviour_cloning import behaviour_clone
-            from glam_experiments.demonstrations import load_demonstrations
+            from glam_experiments.behaviour_cloning import Cloning
 
-            behaviour_clone(
-                model,
-                load_demonstrations(dataset_id),
-                epochs=args.bc_epochs,
-                seed=args.seed,
-                episodes=args.bc_episodes,
-                lm_learning_rate=args.bc_learning_rate,
-                value_coef=args.bc_value_coef,
-                reward_scale=args.reward_scale,
-                run_dir=run_dir,
-            )
+            cloning = Cloning(dataset_id, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef)
+            cloning.run(model, args.seed, args.reward_scale, run_dir)
         logger = GroundingLogger(args.env_id, args.grounding_every, run_dir, num_states=_curve_states(args))
         train(model, args.total_timesteps, run_dir, save_model=True, callbacks=[logger])
         env.close()

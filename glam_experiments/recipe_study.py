@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from glam_experiments.behaviour_cloning import Cloning
 from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
 from glam_experiments.configs import LLMPPOConfig
 
@@ -65,25 +66,6 @@ def arm_config(arm: str, base: LLMPPOConfig | None = None) -> LLMPPOConfig:
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}")
     return replace(base or LLMPPOConfig(), **ARMS[arm])
-
-
-@dataclass
-class Cloning:
-    """Behaviour cloning before PPO (:func:`glam_experiments.behaviour_cloning.behaviour_clone`'s arguments).
-
-    :param dataset_id: the Minari dataset of demonstrations.
-    :param episodes: its first N episodes (``None``: all).
-    :param epochs: passes over them.
-    :param learning_rate: the LM's rate while cloning (``None``: PPO's).
-    :param value_coef: weight of the value head's fit to the demonstrations' returns (0: not fitted, so
-        PPO's critic starts from scratch rather than from the bot's returns).
-    """
-
-    dataset_id: str
-    episodes: int | None = None
-    epochs: int = 3
-    learning_rate: float | None = None
-    value_coef: float = 0.0
 
 
 def run_arm(
@@ -193,25 +175,13 @@ def _success(agent_of: Any, env_id: str, episodes: int, eval_envs: int, eval_see
 
 def _clone(model: Any, cloning: Cloning, seed: int, reward_scale: float, run_dir: Path) -> dict[str, Any]:
     """Behaviour cloning of ``model`` in place; what it did, for the result."""
-    from glam_experiments.behaviour_cloning import behaviour_clone
     from glam_experiments.demonstrations import load_demonstrations
 
-    dataset = load_demonstrations(cloning.dataset_id)
     wall, cpu = time.perf_counter(), time.process_time()
-    history = behaviour_clone(
-        model,
-        dataset,
-        epochs=cloning.epochs,
-        seed=seed,
-        episodes=cloning.episodes,
-        lm_learning_rate=cloning.learning_rate,
-        value_coef=cloning.value_coef,
-        reward_scale=reward_scale,
-        run_dir=run_dir,
-    )
+    history = cloning.run(model, seed, reward_scale, run_dir)
     return {
         **asdict(cloning),
-        "episodes": cloning.episodes or dataset.total_episodes,
+        "episodes": cloning.episodes or load_demonstrations(cloning.dataset_id).total_episodes,
         "steps_trained": history[-1].steps,
         "val_accuracy_before": history[0].val_accuracy,
         "val_accuracy_after": history[-1].val_accuracy,
