@@ -36,11 +36,11 @@ run_arms() {
          --seed \$seed \"\$@\" > $OUT/\$name-\$seed.log 2>&1 && tail -1 $OUT/\$name-\$seed.log"
 }
 {
-    for seed in 1 2; do echo "bc1000_ppo $seed --arm shipped $BC $FIT --bc-episodes 1000 --bc-epochs 1"; done
+    for seed in 1 2; do echo "bc1000_ppo $seed --arm default $BC $FIT --bc-episodes 1000 --bc-epochs 1"; done
     # the value head left unfitted while cloning (the default since): PPO's critic learns the cloned policy's values
-    for seed in 1 2; do echo "bc1000v0_ppo $seed --arm shipped $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
-    for seed in 1 2; do echo "bc100_ppo $seed --arm shipped $BC $FIT --bc-episodes 100 --bc-epochs 5"; done
-    for seed in 1 2; do echo "ppo $seed --arm shipped"; done
+    for seed in 1 2; do echo "bc1000v0_ppo $seed --arm default $BC --bc-episodes 1000 --bc-epochs 1 --bc-value-coef 0"; done
+    for seed in 1 2; do echo "bc100_ppo $seed --arm default $BC $FIT --bc-episodes 100 --bc-epochs 5"; done
+    for seed in 1 2; do echo "ppo $seed --arm default"; done
 } | run_arms
 # PPO at higher LM rates from the same cloned policies (bc1000v0_ppo's cloned.zip, saved by the runs above)
 for arm in lm1e-4 lm3e-4; do
