@@ -1,35 +1,79 @@
 #!/usr/bin/env bash
-# Reference learning curves (issue 18, item 5): the LLM agent with LLMPPOConfig's recipe beside
-# Symbolic-PPO and DRRN at equal frames on the main job's level, 3 seeds each, then the table
+# Reference learning curves (issue 18, item 5): the LLM agent with the main job's recipe beside
+# Symbolic-PPO and DRRN at equal PPO frames on the main job's level, 3 seeds each, then the table
 # "expected success at N frames" (mean ± sd over seeds, training episodes per bin) and the figure.
 #
-#     [OUT=runs/reference] [FRAMES=20480] [SEEDS="1 2 3"] [NPROC=2] bash examples/reference_curves.sh
+#     [OUT=runs/reference] [FRAMES=20480] [SEEDS="1 2 3"] [NPROC=2] [BC_EPISODES=1000] bash examples/reference_curves.sh
+#
+# (LLM_FLAGS: more flags of both LLM scripts, e.g. a smaller model or rollout for a trial.)
+#
+# The LLM agent: the main job's recipe (glam_experiments.main_job): the bot's first BC_EPISODES
+# episodes of the level cloned (one epoch, the LM at 3e-4, the value head not fitted), then PPO
+# with LLMPPOConfig's defaults for FRAMES frames from the cloned policy; BC_EPISODES=0: PPO from
+# the pretrained model alone.  The baselines get no demonstrations: the curves' x axis counts
+# environment frames of RL, and the demonstrations are the LLM agent's head start, stated beside.
 #
 # An hour-scale CPU budget: each LLM run of 20,480 frames takes about 70 minutes on 2 cores
-# (2 torchrun ranks), Symbolic-PPO and DRRN a few minutes each.
+# (2 torchrun ranks), its cloning 10, Symbolic-PPO and DRRN a few minutes each.  The script
+# can be stopped and run again with the same variables: finished runs are kept, an LLM run
+# cut short continues from its last checkpoint (--resume), a cloning cut short starts again.
 set -euo pipefail
 OUT=${OUT:-runs/reference}
 FRAMES=${FRAMES:-20480}
 SEEDS=${SEEDS:-"1 2 3"}
 NPROC=${NPROC:-2}
+BC_EPISODES=${BC_EPISODES:-1000}
 ENV_ID=${ENV_ID:-BabyAI-Text-PickUpS5N2-v0}
 PY=${PY:-.venv/bin/python}
 BIN=$((FRAMES / 10))
+read -r -a LLM <<< "${LLM_FLAGS:-}"
 
+if [ "$NPROC" -gt 1 ]; then
+    TRAIN=(env OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC")
+    THREADS=(--torch-threads 1)
+else
+    TRAIN=("$PY")
+    THREADS=()
+fi
+# the run of this kind and seed under a folder: its path, or nothing
+find_run() { find "$1" -maxdepth 1 -type d -name "${ENV_ID}__$2__$3__*" 2>/dev/null | head -1; }
+# true if that run finished (it saved its model); a run cut short is removed
+done_run() {
+    local run
+    run=$(find_run "$@")
+    [ -n "$run" ] && [ -e "$run/model.zip" ] && return 0
+    [ -z "$run" ] || rm -rf "$run"
+    return 1
+}
+
+if [ "$BC_EPISODES" -gt 0 ]; then  # recorded if missing, with seeds 0..N-1: below every evaluation seed
+    DATASET=$("$PY" -c "from glam_experiments.demonstrations import bot_demonstrations as b
+print(b('$ENV_ID', $BC_EPISODES))")
+fi
 for seed in $SEEDS; do
-    if [ "$NPROC" -gt 1 ]; then
-        OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \
-            examples/train_llm_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --torch-threads 1 \
-            --run-dir "$OUT" --save-model --seed "$seed" --grounding-every 8
-    else
-        $PY examples/train_llm_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --run-dir "$OUT" \
-            --save-model --seed "$seed" --grounding-every 8
+    init=()
+    if [ "$BC_EPISODES" -gt 0 ]; then
+        clones=$OUT/cloned/seed$seed
+        if ! done_run "$clones" bc_llm "$seed"; then
+            "${TRAIN[@]}" examples/train_bc.py --dataset-id "$DATASET" --env-id "$ENV_ID" --episodes "$BC_EPISODES" \
+                --epochs 1 --bc-learning-rate 3e-4 --bc-value-coef 0 --run-dir "$clones" --save-model \
+                --seed "$seed" "${THREADS[@]}" "${LLM[@]}"
+        fi
+        init=(--init-from "$(find_run "$clones" bc_llm "$seed")/model.zip")
+    fi
+    run=$(find_run "$OUT" llm_ppo "$seed")
+    if [ -n "$run" ] && [ ! -e "$run/model.zip" ] && [ -e "$run/checkpoints/latest" ]; then
+        "${TRAIN[@]}" examples/train_llm_ppo.py --resume "$run" --env-id "$ENV_ID" --total-timesteps "$FRAMES" \
+            --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${init[@]}" "${THREADS[@]}" "${LLM[@]}"
+    elif ! done_run "$OUT" llm_ppo "$seed"; then
+        "${TRAIN[@]}" examples/train_llm_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --run-dir "$OUT" \
+            --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${init[@]}" "${THREADS[@]}" "${LLM[@]}"
     fi
     # rollouts of the LLM's size (8 x 16): the same number of updates per frame
-    $PY examples/train_symbolic_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --n-envs 8 --n-steps 16 \
-        --batch-size 64 --run-dir "$OUT" --save-model --seed "$seed"
-    $PY examples/train_drrn.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --learning-starts 256 \
-        --target-update-interval 256 --run-dir "$OUT" --save-model --seed "$seed"
+    done_run "$OUT" symbolic_recurrent_ppo "$seed" || "$PY" examples/train_symbolic_ppo.py --env-id "$ENV_ID" \
+        --total-timesteps "$FRAMES" --n-envs 8 --n-steps 16 --batch-size 64 --run-dir "$OUT" --save-model --seed "$seed"
+    done_run "$OUT" drrn "$seed" || "$PY" examples/train_drrn.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" \
+        --learning-starts 256 --target-update-interval 256 --run-dir "$OUT" --save-model --seed "$seed"
 done
 
-$PY -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" | tee "$OUT/curves.md"
+"$PY" -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" | tee "$OUT/curves.md"

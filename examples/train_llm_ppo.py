@@ -6,6 +6,7 @@
     python examples/train_llm_ppo.py --resume runs/<run name> ...  # same flags
     python examples/train_llm_ppo.py --record-every 4   # an episode of the policy in TensorBoard every 4 updates
     python examples/train_llm_ppo.py --grounding-every 2  # bot agreement, state dependence, probes every 2 updates
+    python examples/train_llm_ppo.py --init-from runs/<cloning run>/model.zip  # PPO from a cloned policy
 
 The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (the main job's
 CPU recipe by default) plus the run's own.  Logs ``charts/*`` and ``losses/*`` to
@@ -29,7 +30,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from glam_experiments.callbacks import EpisodeRecorder, GroundingLogger
 from glam_experiments.checkpoints import load_checkpoint, read_state
-from glam_experiments.cli import require_at_least, run_command
+from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
 from glam_experiments.envs import make_text_vec_env
@@ -68,6 +69,10 @@ class Args(LLMPPOConfig):
     (grounding/*, probes/*) and grounding.csv"""
     grounding_states: int = 200
     """bot states of the grounding diagnostics"""
+    init_from: Path | None = None
+    """start from this saved agent's weights and optimizer state (e.g. a policy cloned by train_bc.py
+    --save-model); these flags must build the same policy (model, fine-tuning, value head), and this run's
+    rates apply"""
 
 
 def check(args: Args) -> bool:
@@ -78,6 +83,8 @@ def check(args: Args) -> bool:
         {"checkpoint_every": args.checkpoint_every, "record_every": args.record_every}
         | {"grounding_every": args.grounding_every}
     )
+    if args.init_from is not None and not args.init_from.is_file():
+        raise UsageError(f"--init-from {args.init_from}: no such file (a model.zip saved by --save-model)")
     return args.resume is None or check_resume(args.resume, args, RESUME_FREE)
 
 
@@ -108,6 +115,8 @@ def _train(args: Args) -> PPO:
             record_flags(run_dir, args)
         env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
         model = args.make(env, seed=seed, device=ranks.device)
+        if args.init_from is not None:  # every rank loads the same file: the ranks start alike
+            model.set_parameters(str(args.init_from), exact_match=True, device=model.device)
     recorders: list[BaseCallback] = []
     if args.record_every:
         recorders.append(EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed))

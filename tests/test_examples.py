@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 import tyro
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_example
 
 
 def run_script(script: str, *args: str) -> str:
@@ -190,3 +191,82 @@ def test_learning_verdict_needs_every_criterion() -> None:
         [result("z", 0.0, 0.05), result("t", 0.2, 0.5, **grounded), result("random", 0.1, 0.3)], "z", "t"
     )
     assert not ok and lines[0].startswith("NOT met: trained 99 % interval above random's")
+
+
+@pytest.mark.slow
+def test_train_llm_ppo_starts_from_a_saved_agent(tmp_path, tiny_llama: str) -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    from glam_experiments.configs import LLMPPOConfig
+    from glam_experiments.envs import make_text_vec_env
+
+    sizes = {"n_envs": 2, "n_steps": 8, "batch_size": 8, "n_epochs": 1}
+    start = LLMPPOConfig(model=tiny_llama, **sizes).make(make_text_vec_env("BabyAI-Text-GoToS5N2-v0", 2), seed=3)
+    with torch.no_grad():  # unlike any freshly built policy
+        for parameter in start.policy.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.5)
+    start.save(tmp_path / "start.zip")
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in sizes.items()]
+    # at rate 0 the run ends with the weights it started from: the saved agent's
+    run(
+        "train_llm_ppo.py",
+        *["--model", tiny_llama, "--total-timesteps", "16", *flags, "--learning-rate", "0", "--lm-learning-rate", "0"],
+        *["--init-from", str(tmp_path / "start.zip")],
+        tmp_path=tmp_path / "runs",
+    )
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trained = PPO.load(run_dir / "model.zip").policy.state_dict()
+    started = start.policy.state_dict()
+    changed = [name for name, value in start.policy.named_parameters() if value.requires_grad]
+    assert changed and all(torch.equal(trained[name], started[name]) for name in changed)
+
+
+def test_train_llm_ppo_refuses_a_missing_init_from(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from glam_experiments.cli import run_command
+
+    script = load_example("examples/train_llm_ppo.py")
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(lambda argv: script.main(tyro.cli(script.Args, args=argv)), ["--init-from", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "--init-from" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, tiny_llama: str) -> None:
+    pytest.importorskip("minari")
+    out = tmp_path / "reference"
+    tiny = f"--model {tiny_llama} --n-envs 2 --n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MINARI_DATASETS_PATH": str(tmp_path / "minari"),
+        "OUT": str(out),
+        "FRAMES": "128",
+        "SEEDS": "1",
+        "NPROC": "1",
+        "BC_EPISODES": "3",
+        "PY": sys.executable,
+        "LLM_FLAGS": tiny,
+    }
+
+    def script() -> set[str]:
+        command = ["bash", str(REPO / "examples" / "reference_curves.sh")]
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {path.name.split("__")[1] for path in out.glob("*__*")}
+
+    assert script() == {"llm_ppo", "symbolic_recurrent_ppo", "drrn"}
+    (cloned,) = (out / "cloned" / "seed1").glob("*__bc_llm__1__*")
+    (llm,) = out.glob("*__llm_ppo__*")
+    assert json.loads((llm / "flags.json").read_text())["init_from"] == str(cloned / "model.zip")
+    table = (out / "curves.md").read_text()
+    assert "llm_ppo" in table and "drrn" in table
+
+    def models() -> list[tuple[str, int]]:  # the agents saved (not checkpoints), and when
+        saved = [path for path in out.rglob("model.zip") if "checkpoints" not in path.parts]
+        return sorted((str(path), path.stat().st_mtime_ns) for path in saved)
+
+    before = models()
+    assert len(before) == 4 and script() and models() == before  # a second call trains nothing
