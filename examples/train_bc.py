@@ -35,7 +35,6 @@ from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.demonstrations import load_demonstrations
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
-from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import record_flags, run_name, train
 
 
@@ -105,7 +104,7 @@ def _train(args: Args) -> PPO:
     run_dir = args.run_dir / broadcast_object(name, ranks)
     if ranks.is_main:
         record_flags(run_dir, args)
-    env = make_text_vec_env(env_id, args.n_envs, rank_seed(args.seed, args.n_envs, ranks), args.reward_scale)
+    env = args.make_env(env_id, rank_seed(args.seed, args.n_envs, ranks))
     model = args.make(env, seed=rank_seed(args.seed, args.n_envs, ranks), device=ranks.device)
     history = behaviour_clone(
         model,
@@ -125,7 +124,7 @@ def _train(args: Args) -> PPO:
             f"agreement with the held-out demonstrations: {history[0].val_accuracy:.3f} before cloning, "
             f"{history[-1].val_accuracy:.3f} after {args.epochs} epochs"
         )
-    recorders: list[BaseCallback] = []
+    recorders: list[BaseCallback] = args.callbacks()
     if args.grounding_every and args.ppo_timesteps:
         recorders.append(GroundingLogger(env_id, args.grounding_every, run_dir, args.grounding_states))
     # PPO from the cloned policy (none with --ppo-timesteps 0); saves and says where the logs are

@@ -33,7 +33,6 @@ from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
-from glam_experiments.envs import make_text_vec_env
 from glam_experiments.training import check_resume, record_flags, run_name, train
 
 #: flags that may differ on --resume: they change where and how a run is watched, not what it trains
@@ -104,7 +103,7 @@ def _train(args: Args) -> PPO:
     if args.resume is not None:
         # re-seeded from the frames done: the resumed run does not replay its first episodes
         seed += read_state(args.resume).frames
-        env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
+        env = args.make_env(args.env_id, seed)
         model, resumed = load_checkpoint(args.resume, env, device=ranks.device)
         model.set_random_seed(seed)
         run_dir = args.resume
@@ -113,11 +112,11 @@ def _train(args: Args) -> PPO:
         run_dir = args.run_dir / broadcast_object(name, ranks)
         if ranks.is_main:
             record_flags(run_dir, args)
-        env = make_text_vec_env(args.env_id, args.n_envs, seed, args.reward_scale)
+        env = args.make_env(args.env_id, seed)
         model = args.make(env, seed=seed, device=ranks.device)
         if args.init_from is not None:  # every rank loads the same file: the ranks start alike
             model.set_parameters(str(args.init_from), exact_match=True, device=model.device)
-    recorders: list[BaseCallback] = []
+    recorders: list[BaseCallback] = args.callbacks()
     if args.record_every:
         recorders.append(EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed))
     if args.grounding_every:

@@ -11,7 +11,7 @@ starts from scratch on the cloned policy.  The model stays a stock SB3 ``PPO``:
 
     config = LLMPPOConfig()
     dataset = load_demonstrations("babyai-text/GoToS5N2/bot-v0")   # glam_experiments.demonstrations
-    model = config.make(make_text_vec_env("BabyAI-Text-GoToS5N2-v0", 8, reward_scale=config.reward_scale))
+    model = config.make(config.make_env("BabyAI-Text-GoToS5N2-v0"))
     history = behaviour_clone(model, dataset, epochs=3, reward_scale=config.reward_scale, run_dir="runs/bc")
     model.learn(2048)                                     # PPO from the cloned policy
 

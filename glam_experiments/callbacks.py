@@ -19,6 +19,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 
 from glam_experiments.distributed import current_ranks
+from llm_policy.optimizer import LR_SCALE
 
 #: SB3 logger keys and the CleanRL tags they are written under (CleanRL's ppo.py names, which
 #: only PPO and RecurrentPPO log); SB3's ``train/loss`` depends on the algorithm: :func:`loss_tags`.
@@ -480,6 +481,59 @@ class GroundingLogger(EveryNUpdates):
             if new:
                 rows.writerow(self.FIELDS)
             rows.writerow(["" if row[k] is None else row[k] for k in self.FIELDS])
+
+
+class CriticWarmup(BaseCallback):
+    """TWOSOME's critic warm-up: for the first ``updates`` PPO updates only the value head learns.
+
+    Before each of those updates every optimizer group that holds no value-head parameter (the
+    LM's) trains at rate 0 (its ``lr_scale``; Adam's moments still follow the gradients); from the
+    next update on, and when training ends, the groups get their own scales back.  Counted from
+    the model's frames, so a resumed run keeps its place.
+
+    :param updates: the updates of the warm-up.
+    """
+
+    def __init__(self, updates: int) -> None:
+        super().__init__()
+        if updates < 0:
+            raise ValueError(f"updates must be at least 0, got {updates}")
+        self.updates = updates
+        self._scales: list[Any] | None = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """The optimizer groups the warm-up holds still: those without a value-head parameter."""
+        policy = self.model.policy
+        value = {id(p) for p in policy.value_net.parameters()}
+        return [g for g in policy.optimizer.param_groups if not any(id(p) in value for p in g["params"])]
+
+    def _on_rollout_end(self) -> None:
+        rollout = self.model.n_steps * self.model.n_envs  # this rank's frames per update
+        warming = self.model.num_timesteps <= self.updates * rollout  # the update about to run is one of the first
+        groups = self._groups()
+        if warming and self._scales is None:
+            self._scales = [g.get(LR_SCALE) for g in groups]
+            for group in groups:
+                group[LR_SCALE] = 0.0
+        elif not warming:
+            self._restore()
+        self.logger.record("train/critic_warmup", float(warming))
+
+    def _on_training_end(self) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._scales is None:
+            return
+        for group, scale in zip(self._groups(), self._scales, strict=True):
+            if scale is None:
+                group.pop(LR_SCALE, None)
+            else:
+                group[LR_SCALE] = scale
+        self._scales = None
 
 
 def steps_table(episode: Any, updates: int | None = None) -> str:

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from babyai_text.prompt import PromptTemplate
 from glam_experiments.cli import require_at_least
+from glam_experiments.envs import make_text_vec_env
 
 
 @dataclass
@@ -90,12 +92,30 @@ class LLMPPOConfig(PPOConfig):
     """standardise the value head's input per feature (running statistics of the update batches)"""
     reward_scale: float = 20.0
     """rewards multiplied by this in training (GLAM, BabyAI); success is read from info"""
+    normalize_reward: bool = False
+    """divide the (scaled) rewards by a running sd of the discounted return (SB3's VecNormalize): value targets
+    of about unit scale whatever the rewards' (POAD normalises its value targets)"""
+    critic_warmup: int = 0
+    """PPO updates at the start in which only the value head learns, the LM's rate held at 0 (TWOSOME's critic
+    warm-up): the advantages the LM first learns from come from a critic that has seen some returns"""
 
     def check(self) -> None:
         super().check()
         require_at_least(
             {"top_k": self.top_k, "prompt_history": self.prompt_history, "micro_batch_size": self.micro_batch_size}
         )
+        require_at_least({"critic_warmup": self.critic_warmup}, minimum=0)
+
+    def make_env(self, env_id: str, seed: int = 0) -> VecEnv:
+        """``n_envs`` training envs of ``env_id`` seeded ``seed..seed+n_envs-1``, rewards as these settings say."""
+        env = make_text_vec_env(env_id, self.n_envs, seed, self.reward_scale)
+        return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=self.gamma) if self.normalize_reward else env
+
+    def callbacks(self) -> list[BaseCallback]:
+        """What these settings need of ``learn`` beside the policy (the critic warm-up): every script passes them."""
+        from glam_experiments.callbacks import CriticWarmup
+
+        return [CriticWarmup(self.critic_warmup)] if self.critic_warmup else []
 
     def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
         """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""

@@ -111,10 +111,9 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
     (one process, or ``args.nproc`` under torchrun)."""
     if args.nproc == 1:
         from glam_experiments.callbacks import GroundingLogger
-        from glam_experiments.envs import make_text_vec_env
         from glam_experiments.training import train
 
-        env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
+        env = args.make_env(args.env_id, args.seed)
         model = args.make(env, seed=args.seed)
         if dataset_id is not None:
             from glam_experiments.behaviour_cloning import Cloning
@@ -122,7 +121,7 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
             cloning = Cloning(dataset_id, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef)
             cloning.run(model, args.seed, args.reward_scale, run_dir)
         logger = GroundingLogger(args.env_id, args.grounding_every, run_dir, num_states=_curve_states(args))
-        train(model, args.total_timesteps, run_dir, save_model=True, callbacks=[logger])
+        train(model, args.total_timesteps, run_dir, save_model=True, callbacks=[logger, *args.callbacks()])
         env.close()
         return
     # torchrun names the run folder itself: a fresh parent, then its only child is the run

@@ -58,8 +58,11 @@ ARMS: dict[str, dict[str, Any]] = {
     # reward x20 against advantage normalisation (lamorel and TWOSOME normalise)
     "advnorm": {"normalize_advantage": True},
     "advnorm_reward1": {"normalize_advantage": True, "reward_scale": 1.0},
-    # the critic: trained through the LM's top blocks (GLAM) instead of on detached features
+    # the critic: trained through the LM's top blocks (GLAM) instead of on detached features; a third of the
+    # study's 12 updates of warm-up (TWOSOME); returns normalised (POAD's normalised targets) instead of x20
     "shared_critic": {"value_features": "shared"},
+    "warmup4": {"critic_warmup": 4},
+    "return_norm": {"normalize_reward": True, "reward_scale": 1.0},
     # what adapts
     "top4": {"top_k": 4},
     "lora": {"finetune": "lora"},
@@ -108,7 +111,6 @@ def run_arm(
     from glam_baselines import RandomAgent
     from glam_experiments.callbacks import GroundingLogger
     from glam_experiments.diagnostics import BotStates, measure
-    from glam_experiments.envs import make_text_vec_env
     from glam_experiments.training import train
 
     config = arm_config(arm, base)
@@ -118,7 +120,7 @@ def run_arm(
         raise FileExistsError(f"{run_dir / 'result.json'} exists: remove the folder to run this arm and seed again")
     if frames < 0 or (frames == 0 and cloning is None):
         raise ValueError(f"frames must be at least 1 (0 only after cloning), got {frames}")
-    env = make_text_vec_env(env_id, config.n_envs, seed, config.reward_scale)
+    env = config.make_env(env_id, seed)
     model = config.make(env, seed=seed)
     if init_from is not None:
         model.set_parameters(str(init_from), exact_match=True, device=model.device)
@@ -133,7 +135,7 @@ def run_arm(
     logger = GroundingLogger(env_id, grounding_every, run_dir, num_states=curve_states, seed=eval_seed + 10_000)
     wall, cpu = time.perf_counter(), time.process_time()
     if frames:
-        train(model, frames, run_dir, save_model=False, callbacks=[logger])
+        train(model, frames, run_dir, save_model=False, callbacks=[logger, *config.callbacks()])
     train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
     env.close()
 
