@@ -21,6 +21,7 @@ for ``--frames`` (0: cloning alone); ``--name`` names its folder and row.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -203,11 +204,16 @@ def _clone(model: Any, cloning: Cloning, seed: int, reward_scale: float, run_dir
 
 
 def _stability(run_dir: Path) -> dict[str, float]:
-    """Mean approx KL and clip fraction over the updates, last entropy and explained variance."""
+    """Mean approx KL and clip fraction over the updates, last entropy and explained variance, and the
+    successful training episodes (PPO's only signal on a sparse-reward level)."""
     from glam_experiments.curves import read_scalars
 
     scalars = read_scalars(run_dir)
     out: dict[str, float] = {}
+    episodes = run_dir / "episodes.csv"
+    if episodes.exists():
+        with episodes.open() as f:
+            out["train_successes"] = float(sum(int(row["success"]) for row in csv.DictReader(f)))
     for tag, key, how in (
         ("losses/approx_kl", "kl", np.mean),
         ("losses/clipfrac", "clipfrac", np.mean),
@@ -259,9 +265,10 @@ def report(out: Path) -> str:
     if not results:
         raise FileNotFoundError(f"no result.json under {out}/<arm>/seed<k>/: run some arms first")
     lines = [
-        "| arm | changes | cloning | seeds | frames | success | random | bot agreement (constant) | state dependence | "
+        "| arm | changes | cloning | seeds | frames | training successes | success | random | "
+        "bot agreement (constant) | state dependence | "
         "value sd | approx KL | clip frac | entropy | expl. var. | CPU min | gain / CPU min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = [a for a in ARMS if a in results] + sorted(set(results) - set(ARMS))
     for arm in order:
@@ -280,7 +287,7 @@ def report(out: Path) -> str:
         start = _cloning(res[0].get("cloning"), res[0].get("init_from"))
         lines.append(
             f"| {arm} | {changes} | {start} | {','.join(str(r['seed']) for r in res)} | "
-            f"{res[0]['frames']} | "
+            f"{res[0]['frames']} | {col('train_successes', digits=0)} | "
             f"{_mean_sd([r['success']['rate'] for r in res])} | {_mean_sd([r['random']['rate'] for r in res])} | "
             f"{_mean_sd([r['grounding']['bot_agreement'] for r in res])} "
             f"({np.mean([r['grounding']['constant_agreement'] for r in res]):.2f}) | "
@@ -293,6 +300,7 @@ def report(out: Path) -> str:
     lines.append("")
     lines.append(
         f"Success on {'/'.join(map(str, sorted(episodes)))} seeded evaluation episodes per run (actions sampled); "
+        "training successes: successful episodes during PPO (its only reward on this level); "
         "grounding on bot states of seeds no training env used; approx KL and clip fraction averaged over updates, "
         "entropy of the last update, explained variance averaged over the second half (– without PPO); "
         "cloning: demonstration episodes x epochs, and the held-out steps' agreement with the demonstrations "

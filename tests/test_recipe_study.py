@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def test_ppo_arm_writes_its_result_and_report_row(tiny_llama: str, tmp_path: Pat
     row = next(line for line in report(tmp_path).splitlines() if line.startswith("| advnorm "))
     # changes against today's defaults, read from the recorded config (the tiny base's changes too)
     assert "normalize_advantage=True" in row and "n_envs=2" in row and "| — | 1 | 16 |" in row
+    with (tmp_path / "advnorm" / "seed1" / "episodes.csv").open() as f:
+        successes = sum(int(episode["success"]) for episode in csv.DictReader(f))
+    assert row.split(" | ")[5] == f"{successes} ± 0"  # the training successes, PPO's only reward here
     with pytest.raises(FileExistsError, match="remove the folder"):
         run_arm("advnorm", 1, ENV_ID, 16, tmp_path, base=_base(tiny_llama), **TINY_RUN)
 
