@@ -62,12 +62,12 @@ for seed in $SEEDS; do
         init=(--init-from "$(find_run "$clones" bc_llm "$seed")/model.zip")
     fi
     run=$(find_run "$OUT" llm_ppo "$seed")
-    if [ -n "$run" ] && [ ! -e "$run/model.zip" ] && [ -e "$run/checkpoints/latest" ]; then
-        "${TRAIN[@]}" examples/train_llm_ppo.py --resume "$run" --env-id "$ENV_ID" --total-timesteps "$FRAMES" \
-            --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${init[@]}" "${THREADS[@]}" "${LLM[@]}"
-    elif ! done_run "$OUT" llm_ppo "$seed"; then
+    resume=()  # a run cut short after a checkpoint continues from it
+    [ -z "$run" ] || [ -e "$run/model.zip" ] || [ ! -e "$run/checkpoints/latest" ] || resume=(--resume "$run")
+    if [ ${#resume[@]} -gt 0 ] || ! done_run "$OUT" llm_ppo "$seed"; then
         "${TRAIN[@]}" examples/train_llm_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --run-dir "$OUT" \
-            --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${init[@]}" "${THREADS[@]}" "${LLM[@]}"
+            --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${resume[@]}" "${init[@]}" \
+            "${THREADS[@]}" "${LLM[@]}"
     fi
     # rollouts of the LLM's size (8 x 16): the same number of updates per frame
     done_run "$OUT" symbolic_recurrent_ppo "$seed" || "$PY" examples/train_symbolic_ppo.py --env-id "$ENV_ID" \
