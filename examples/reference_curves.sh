@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reference learning curves (issue 18, item 5): the LLM agent with the main job's recipe beside
 # Symbolic-PPO and DRRN at equal PPO frames on the main job's level, 3 seeds each, then the table
-# "expected success at N frames" (mean ± sd over seeds, training episodes per bin) and the figure.
+# "expected success at N frames" (mean ± sd over seeds, training episodes per bin) and the figure;
+# then every final agent, the random agent and the zero-shot model on the main job's evaluation
+# episodes (EVAL_EPISODES seeded from 1000, grounding on 200 bot states), also per group of seeds.
 #
 #     [OUT=runs/reference] [FRAMES=20480] [SEEDS="1 2 3"] [NPROC=2] [BC_EPISODES=1000] bash examples/reference_curves.sh
 #
-# (LLM_FLAGS: more flags of both LLM scripts, e.g. a smaller model or rollout for a trial.)
+# (MODEL: the LM, SmolLM2-135M-Instruct by default; LLM_FLAGS: more flags of both LLM scripts, e.g.
+# a smaller rollout for a trial; EVAL_EPISODES: 100.)
 #
 # The LLM agent: the main job's recipe (glam_experiments.main_job): the bot's first BC_EPISODES
 # episodes of the level cloned (one epoch, the LM at 3e-4, the value head not fitted), then PPO
@@ -16,7 +19,9 @@
 # An hour-scale CPU budget: each LLM run of 20,480 frames takes about 70 minutes on 2 cores
 # (2 torchrun ranks), its cloning 10, Symbolic-PPO and DRRN a few minutes each.  The script
 # can be stopped and run again with the same variables: finished runs are kept, an LLM run
-# cut short continues from its last checkpoint (--resume), a cloning cut short starts again.
+# cut short continues from its last checkpoint (--resume), a cloning cut short starts again, and
+# an evaluation older than one of its agents is made again.  The evaluation of a seed's four
+# agents takes about 15 minutes.
 set -euo pipefail
 OUT=${OUT:-runs/reference}
 FRAMES=${FRAMES:-20480}
@@ -24,9 +29,12 @@ SEEDS=${SEEDS:-"1 2 3"}
 NPROC=${NPROC:-2}
 BC_EPISODES=${BC_EPISODES:-1000}
 ENV_ID=${ENV_ID:-BabyAI-Text-PickUpS5N2-v0}
+MODEL=${MODEL:-SmolLM2-135M-Instruct}
+EVAL_EPISODES=${EVAL_EPISODES:-100}
+EVAL_SEED=1000  # the main job's: above every cloned episode's seed (0..BC_EPISODES-1)
 PY=${PY:-.venv/bin/python}
 BIN=$((FRAMES / 10))
-read -r -a LLM <<< "${LLM_FLAGS:-}"
+read -r -a LLM <<< "--model $MODEL ${LLM_FLAGS:-}"
 
 if [ "$NPROC" -gt 1 ]; then
     TRAIN=(env OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC")
@@ -45,6 +53,20 @@ done_run() {
     [ -z "$run" ] || rm -rf "$run"
     return 1
 }
+# evaluate <folder> <agent>...: the agents on the evaluation episodes, unless a newer evaluation is there
+evaluate() {
+    local out=$1 agent stale=1
+    shift
+    if [ -e "$out/evaluation.md" ]; then
+        stale=0
+        for agent in "$@"; do [ ! "$agent" -nt "$out/evaluation.md" ] || stale=1; done
+    fi
+    [ "$stale" = 1 ] || return 0
+    local agents=()
+    for agent in "$@"; do agents+=(--agent "$agent"); done
+    "$PY" -m glam_experiments.evaluate "${agents[@]}" --suite "$ENV_ID" --episodes "$EVAL_EPISODES" \
+        --seed "$EVAL_SEED" --grounding-states "${GROUNDING_STATES:-200}" --out "$out" --overwrite
+}
 
 if [ "$BC_EPISODES" -gt 0 ]; then  # recorded if missing, with seeds 0..N-1: below every evaluation seed
     DATASET=$("$PY" -c "from glam_experiments.demonstrations import bot_demonstrations as b
@@ -52,6 +74,7 @@ print(b('$ENV_ID', $BC_EPISODES))")
 fi
 for seed in $SEEDS; do
     init=()
+    cloned=()
     if [ "$BC_EPISODES" -gt 0 ]; then
         clones=$OUT/cloned/seed$seed
         if ! done_run "$clones" bc_llm "$seed"; then
@@ -59,7 +82,8 @@ for seed in $SEEDS; do
                 --epochs 1 --bc-learning-rate 3e-4 --bc-value-coef 0 --run-dir "$clones" --save-model \
                 --seed "$seed" "${THREADS[@]}" "${LLM[@]}"
         fi
-        init=(--init-from "$(find_run "$clones" bc_llm "$seed")/model.zip")
+        cloned=("$(find_run "$clones" bc_llm "$seed")/model.zip")
+        init=(--init-from "${cloned[0]}")
     fi
     run=$(find_run "$OUT" llm_ppo "$seed")
     resume=()  # a run cut short after a checkpoint continues from it
@@ -74,6 +98,11 @@ for seed in $SEEDS; do
         --total-timesteps "$FRAMES" --n-envs 8 --n-steps 16 --batch-size 64 --run-dir "$OUT" --save-model --seed "$seed"
     done_run "$OUT" drrn "$seed" || "$PY" examples/train_drrn.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" \
         --learning-starts 256 --target-update-interval 256 --run-dir "$OUT" --save-model --seed "$seed"
+    # the cloned policy too, if any: what PPO's frames added to it
+    evaluate "$OUT/evaluation/seed$seed" "${cloned[@]}" "$(find_run "$OUT" llm_ppo "$seed")/model.zip" \
+        "$(find_run "$OUT" symbolic_recurrent_ppo "$seed")/model.zip" "$(find_run "$OUT" drrn "$seed")/model.zip"
 done
+[ -e "$OUT/evaluation/references/evaluation.md" ] || evaluate "$OUT/evaluation/references" random "$MODEL"
 
-"$PY" -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" | tee "$OUT/curves.md"
+"$PY" -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" \
+    --evaluation "$OUT"/evaluation/*/evaluation.csv | tee "$OUT/curves.md"

@@ -138,6 +138,68 @@ def markdown_table(runs: list[Path], bin_size: int) -> str:
     return "\n".join(lines)
 
 
+def _agent_group(agent: str) -> str:
+    """A saved agent of a training run → its run group (:func:`group_name`); other agents as named."""
+    path = Path(agent)
+    return group_name(path.parent) if path.suffix == ".zip" and path.parent.name.count("__") >= 2 else agent
+
+
+def _mean_sd(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "—"
+    text = f"{np.mean(values):.{digits}f}"
+    return text + (f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else "")
+
+
+def evaluation_table(evaluations: list[Path]) -> str:
+    """The final agents' evaluations (``evaluation.csv`` files of :mod:`glam_experiments.evaluate`) per
+    group of runs and test: success mean ± std over the seeds, all their episodes pooled with the
+    Wilson 99 % interval, and the grounding diagnostics' mean ± std (the best constant action's
+    agreement in brackets).  Agents that are not a training run's model (random, zero-shot) get a
+    row of their own."""
+    from glam_experiments.evaluate import wilson_interval
+
+    rows: list[dict[str, str]] = []
+    for path in evaluations:
+        with open(path) as f:
+            found = list(csv.DictReader(f))
+        if not found:
+            raise ValueError(f"{path} holds no result")
+        rows += found
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((_agent_group(row["agent"]), f"{row['env_id']} {row['label']}"), []).append(row)
+    several_tests = len({test for _, test in groups}) > 1
+    lines = [
+        "| agent | seeds | episodes | success (mean ± std over seeds) | pooled [99 % Wilson] "
+        "| bot agreement (best constant) | state dependence |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (agent, test), members in groups.items():
+        rates = [float(r["success_rate"]) for r in members]
+        counts = [int(r["episodes"]) for r in members]
+        pooled = np.concatenate([np.arange(n) < round(p * n) for p, n in zip(rates, counts, strict=True)])
+        low, high = wilson_interval(pooled.astype(float))
+
+        def column(key: str, members: list[dict[str, str]] = members) -> list[float]:
+            return [float(r[key]) for r in members if r.get(key) not in (None, "")]
+
+        agreement = _mean_sd(column("bot_agreement"))
+        if agreement != "—":
+            agreement += f" ({np.mean(column('constant_agreement')):.2f})"
+        cells = [
+            agent + (f", {test}" if several_tests else ""),
+            len(members),
+            sum(counts),
+            _mean_sd(rates),
+            f"{pooled.mean():.2f} [{low:.2f}, {high:.2f}]",
+            agreement,
+            _mean_sd(column("state_dependence")),
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def smoothed_curve(run: Path, window: int, grid: np.ndarray) -> np.ndarray:
     """The run's success rate over its last ``window`` episodes, at the frames of ``grid``."""
     frames, success = read_episodes(run)
@@ -281,9 +343,19 @@ def _main(argv: list[str]) -> None:
         help="also plot the first run's success, grounding, approx KL, clip fraction, entropy and explained "
         "variance against frames into this PNG",
     )
+    parser.add_argument(
+        "--evaluation",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="evaluation.csv files of the runs' final agents (glam_experiments.evaluate): also print them per "
+        "group of runs, mean ± std over seeds",
+    )
     args = parser.parse_args(argv)
     require_at_least({"bin": args.bin, "window": args.window})
     print(markdown_table(args.runs, args.bin))
+    if args.evaluation:
+        print(evaluation_table(args.evaluation))
     if args.png:
         plot(args.runs, args.png, args.window)
         print(f"wrote {args.png}")

@@ -101,3 +101,45 @@ def test_runs_without_a_finished_episode_are_reported_as_such(tmp_path, capsys) 
     main([str(tmp_path / "short"), "--png", str(tmp_path / "c.png")])
     assert "no finished episode yet" in capsys.readouterr().out
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def write_evaluation(path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["agent", "label", "env_id", "episodes", "success_rate", "bot_agreement", "constant_agreement",
+              "state_dependence"]  # fmt: skip
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(dict(zip(fields, row, strict=True)) for row in rows)
+
+
+def test_evaluation_table_groups_final_agents_over_seeds(tmp_path) -> None:
+    env = "BabyAI-Text-PickUpS5N2-v0"
+    for seed, (llm, drrn) in {1: (0.6, 0.1), 2: (0.8, 0.2)}.items():
+        write_evaluation(
+            tmp_path / f"seed{seed}" / "evaluation.csv",
+            [
+                (f"out/{env}__llm_ppo__{seed}__17/model.zip", "(a) no change", env, 100, llm, 0.7, 0.4, 0.3),
+                (f"out/{env}__drrn__{seed}__17/model.zip", "(a) no change", env, 100, drrn, "", "", ""),
+            ],
+        )
+    write_evaluation(tmp_path / "ref" / "evaluation.csv", [("random", "(a) no change", env, 100, 0.15, "", "", "")])
+    csvs = sorted(tmp_path.glob("*/evaluation.csv"))
+    table = main_output(["--evaluation", *map(str, csvs), "--bin", "10"], tmp_path, env)
+    # two seeds of 100 episodes each: mean ± sd of the rates, and the 200 episodes pooled
+    llm = f"| llm_ppo on {env} | 2 | 200 | 0.70 ± 0.14 | 0.70 [0.61, 0.78] | 0.70 ± 0.00 (0.40) | 0.30 ± 0.00 |"
+    assert llm in table
+    assert f"| drrn on {env} | 2 | 200 | 0.15 ± 0.07 | 0.15 [0.10, 0.23] | — | — |" in table
+    assert "| random | 1 | 100 | 0.15 | 0.15 [0.08, 0.26] | — | — |" in table
+
+
+def main_output(extra: list[str], tmp_path, env: str) -> str:
+    import contextlib
+    import io
+
+    run = tmp_path / "runs" / f"{env}__llm_ppo__1__17"
+    write_csv_run(run, [(10, 0.5, 10, 1)])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main([str(run), *extra])
+    return out.getvalue()

@@ -237,7 +237,7 @@ def test_train_llm_ppo_refuses_a_missing_init_from(tmp_path, capsys: pytest.Capt
 def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, tiny_llama: str) -> None:
     pytest.importorskip("minari")
     out = tmp_path / "reference"
-    tiny = f"--model {tiny_llama} --n-envs 2 --n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
+    tiny = "--n-envs 2 --n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -249,6 +249,9 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
         "BC_EPISODES": "3",
         "PY": sys.executable,
         "LLM_FLAGS": tiny,
+        "MODEL": tiny_llama,
+        "EVAL_EPISODES": "2",
+        "GROUNDING_STATES": "4",
     }
 
     def script() -> set[str]:
@@ -263,10 +266,18 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
     assert json.loads((llm / "flags.json").read_text())["init_from"] == str(cloned / "model.zip")
     table = (out / "curves.md").read_text()
     assert "llm_ppo" in table and "drrn" in table
+    # the final agents of the seed (the cloned one too) and the references, on the same 2 episodes
+    evaluated = {row.split(" | ")[0].lstrip("| ") for row in table.splitlines() if " | 2 | " in row}
+    level = "on BabyAI-Text-PickUpS5N2-v0"
+    assert evaluated >= {f"bc_llm {level}", f"llm_ppo {level}", f"drrn {level}", "random", tiny_llama}
 
     def models() -> list[tuple[str, int]]:  # the agents saved (not checkpoints), and when
         saved = [path for path in out.rglob("model.zip") if "checkpoints" not in path.parts]
         return sorted((str(path), path.stat().st_mtime_ns) for path in saved)
 
-    before = models()
-    assert len(before) == 4 and script() and models() == before  # a second call trains nothing
+    def evaluations() -> list[int]:
+        return sorted(path.stat().st_mtime_ns for path in out.glob("evaluation/*/evaluation.md"))
+
+    before, evaluated_at = models(), evaluations()
+    assert len(before) == 4 and len(evaluated_at) == 2
+    assert script() and models() == before and evaluations() == evaluated_at  # a second call trains nothing
