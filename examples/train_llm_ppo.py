@@ -120,7 +120,10 @@ def _train(args: Args) -> PPO:
     if args.record_every:
         recorders.append(EpisodeRecorder(args.env_id, args.record_every, run_dir, seed=args.seed))
     if args.grounding_every:
-        recorders.append(GroundingLogger(args.env_id, args.grounding_every, run_dir, args.grounding_states))
+        resume_step = resumed.frames if resumed is not None else None
+        recorders.append(
+            GroundingLogger(args.env_id, args.grounding_every, run_dir, args.grounding_states, resume_step=resume_step)
+        )
     train(
         model,
         args.total_timesteps,

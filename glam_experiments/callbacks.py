@@ -206,7 +206,7 @@ class CleanRLLogger(BaseCallback):
 
 
 def _drop_rows_after(csv_path: Path, step: int) -> None:
-    """Keep the episodes of ``csv_path`` that ended at or before ``step``."""
+    """Keep the rows of ``csv_path`` (episodes, measurements) logged at or before ``step`` (first column)."""
     if not csv_path.exists():
         return
     with open(csv_path, newline="") as f:
@@ -391,6 +391,9 @@ class GroundingLogger(EveryNUpdates):
     :param env_kwargs: extra ``gym.make`` arguments.
     :param probes: also log the probe observations (levels with English GoTo/PickUp missions; on
         other levels a warning says they are left out and the rest is measured).
+    :param resume_step: continue an interrupted run whose last checkpoint was taken at this (global)
+        step: ``grounding.csv`` drops the killed run's rows after it, which the resumed run measures
+        again (TensorBoard hides them already: :class:`CleanRLLogger`'s ``purge_step``).
     """
 
     FIELDS = (
@@ -413,8 +416,10 @@ class GroundingLogger(EveryNUpdates):
         seed: int = 100_000,
         env_kwargs: dict[str, Any] | None = None,
         probes: bool = True,
+        resume_step: int | None = None,
     ) -> None:
         super().__init__(every)
+        self.resume_step = resume_step
         self.env_id = env_id
         self.run_dir = Path(run_dir)
         self.num_states = num_states
@@ -441,6 +446,8 @@ class GroundingLogger(EveryNUpdates):
         first = decode_observation({k: v[0] for k, v in self.states.obs.items()})
         self.action_names = first.action_names
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume_step is not None:
+            _drop_rows_after(self.run_dir / "grounding.csv", self.resume_step)
         self.writer = SummaryWriter(str(self.run_dir))
 
     def act(self, updates: int) -> None:

@@ -74,11 +74,17 @@ def check_resumed_run(run_dir: Path, frames_per_rollout: int, killed_at: int) ->
     with open(run_dir / "episodes.csv", newline="") as f:
         frames = [int(row["frames"]) for row in csv.DictReader(f)]
     assert frames and frames == sorted(frames) and frames[-1] <= TOTAL
+    if (run_dir / "grounding.csv").exists():  # each measurement once: the killed run's after its checkpoint dropped
+        with open(run_dir / "grounding.csv", newline="") as f:
+            measured = [(int(row["frames"]), int(row["updates"])) for row in csv.DictReader(f)]
+        # (the last update is measured at the frames of the last rollout's end, after it)
+        assert measured == sorted(set(measured)) and measured[-1] == (TOTAL, TOTAL // frames_per_rollout)
     assert len(list((run_dir / "checkpoints").glob("frames-*"))) == 2  # the two newest are kept
 
 
 def test_single_process_run_survives_sigkill(tiny_llama: str, tmp_path: Path) -> None:
-    args = ["--model", tiny_llama, *FLAGS, "--total-timesteps", str(TOTAL)]
+    grounding = ["--grounding-every", "1", "--grounding-states", "4"]
+    args = ["--model", tiny_llama, *FLAGS, *grounding, "--total-timesteps", str(TOTAL)]
     first = launch([sys.executable, SCRIPT, *args, "--run-dir", str(tmp_path / "runs")])
     run_dir = kill_after(first, tmp_path / "runs", frames=24)
     killed_at = read_state(run_dir).frames

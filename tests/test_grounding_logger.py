@@ -46,6 +46,17 @@ def test_measures_after_every_n_updates_and_at_the_end(tiny_llama: str, tmp_path
     assert len(logger.history) == 3
 
 
+def test_resumed_run_drops_the_killed_runs_measurements_after_its_checkpoint(tiny_llama: str, tmp_path: Path) -> None:
+    killed = [[4, 0], [8, 1], [12, 2]]  # a run killed after measuring at 12 frames, checkpointed at 8
+    with open(tmp_path / "grounding.csv", "w", newline="") as f:
+        csv.writer(f).writerows([GroundingLogger.FIELDS, *(row + [0.5] * 6 for row in killed)])
+    logger = GroundingLogger(ENV, every=1, run_dir=tmp_path, num_states=4, resume_step=8)
+    tiny_ppo(tiny_llama).learn(4, callback=logger)
+    with open(tmp_path / "grounding.csv") as f:
+        rows = [(int(r["frames"]), int(r["updates"])) for r in csv.DictReader(f)]
+    assert rows[:2] == [(4, 0), (8, 1)] and (12, 2) not in rows and len(rows) == 2 + len(logger.history)
+
+
 def test_measuring_leaves_training_unchanged(tiny_llama: str, tmp_path: Path) -> None:
     plain = tiny_ppo(tiny_llama)
     plain.learn(2 * 4)
