@@ -12,8 +12,10 @@ the run's ``episodes.csv`` when it has no event file.
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,14 +24,33 @@ from glam_experiments.cli import ArgumentParser, require_at_least, run_command, 
 SUCCESS_TAG = "charts/episodic_success"
 
 
+class _ResumePurges(logging.Filter):
+    """Drops TensorBoard's "out of order event.step ... TensorFlow restart" warning: a resumed
+    run (``--resume``) starts its event file with a ``purge_step`` on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Detected out of order event.step")
+
+
+def load_events(run_dir: Path) -> Any:
+    """The run's TensorBoard scalars, read as TensorBoard shows them (a resumed run's purged steps hidden)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    logger, quiet = logging.getLogger("tensorboard"), _ResumePurges()
+    logger.addFilter(quiet)
+    try:
+        events.Reload()
+    finally:
+        logger.removeFilter(quiet)
+    return events
+
+
 def read_episodes(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Frames at which the run's episodes ended, and their success (0/1), in order."""
     run_dir = Path(run_dir)
     if any(run_dir.glob("events.out.tfevents.*")):
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-        events.Reload()
+        events = load_events(run_dir)
         if SUCCESS_TAG in events.Tags()["scalars"]:
             scalars = events.Scalars(SUCCESS_TAG)
             return np.array([s.step for s in scalars]), np.array([s.value for s in scalars], dtype=float)
@@ -255,10 +276,7 @@ STABILITY_TAGS = ("losses/approx_kl", "losses/clipfrac", "losses/entropy", "loss
 
 def read_scalars(run_dir: Path, tags: tuple[str, ...] = STABILITY_TAGS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``tag -> (steps, values)`` of the run's TensorBoard scalars among ``tags`` (absent tags are left out)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
+    events = load_events(run_dir)
     present = set(events.Tags().get("scalars", []))
     out = {}
     for tag in tags:

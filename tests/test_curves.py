@@ -143,3 +143,15 @@ def main_output(extra: list[str], tmp_path, env: str) -> str:
     with contextlib.redirect_stdout(out):
         main([str(run), *extra])
     return out.getvalue()
+
+
+def test_resumed_run_reads_as_tensorboard_shows_it_without_a_restart_warning(tmp_path, caplog) -> None:
+    run = tmp_path / "BabyAI-Text-GoToS5N2-v0__llm_ppo__1__1"
+    write_tb_run(run, [(10, 0), (20, 0), (30, 1)])  # killed after 30 frames, its checkpoint at 15
+    writer = SummaryWriter(str(run), purge_step=16)
+    writer.add_scalar(SUCCESS_TAG, 1, 20)
+    writer.close()
+    with caplog.at_level("WARNING"):
+        frames, success = read_episodes(run)
+    assert frames.tolist() == [10, 20] and success.tolist() == [0.0, 1.0]
+    assert "out of order" not in caplog.text
