@@ -102,7 +102,7 @@ for seed in $SEEDS; do
     evaluate "$OUT/evaluation/seed$seed" "${cloned[@]}" "$(find_run "$OUT" llm_ppo "$seed")/model.zip" \
         "$(find_run "$OUT" symbolic_recurrent_ppo "$seed")/model.zip" "$(find_run "$OUT" drrn "$seed")/model.zip"
 done
-[ -e "$OUT/evaluation/references/evaluation.md" ] || evaluate "$OUT/evaluation/references" random "$MODEL"
+evaluate "$OUT/evaluation/references" random "$MODEL"
 
 "$PY" -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" \
     --evaluation "$OUT"/evaluation/*/evaluation.csv | tee "$OUT/curves.md"

@@ -178,7 +178,7 @@ def evaluation_table(evaluations: list[Path]) -> str:
     Wilson 99 % interval, and the grounding diagnostics' mean ± std (the best constant action's
     agreement in brackets).  Agents that are not a training run's model (random, zero-shot) get a
     row of their own."""
-    from glam_experiments.evaluate import wilson_interval
+    from glam_experiments.evaluate import wilson_bounds
 
     rows: list[dict[str, str]] = []
     for path in evaluations:
@@ -199,21 +199,21 @@ def evaluation_table(evaluations: list[Path]) -> str:
     for (agent, test), members in groups.items():
         rates = [float(r["success_rate"]) for r in members]
         counts = [int(r["episodes"]) for r in members]
-        pooled = np.concatenate([np.arange(n) < round(p * n) for p, n in zip(rates, counts, strict=True)])
-        low, high = wilson_interval(pooled.astype(float))
+        successes = sum(round(p * n) for p, n in zip(rates, counts, strict=True))
+        low, high = wilson_bounds(successes, sum(counts))
 
         def column(key: str, members: list[dict[str, str]] = members) -> list[float]:
             return [float(r[key]) for r in members if r.get(key) not in (None, "")]
 
         agreement = _mean_sd(column("bot_agreement"))
-        if agreement != "—":
+        if column("bot_agreement"):
             agreement += f" ({np.mean(column('constant_agreement')):.2f})"
         cells = [
             agent + (f", {test}" if several_tests else ""),
             len(members),
             sum(counts),
             _mean_sd(rates),
-            f"{pooled.mean():.2f} [{low:.2f}, {high:.2f}]",
+            f"{successes / sum(counts):.2f} [{low:.2f}, {high:.2f}]",
             agreement,
             _mean_sd(column("state_dependence")),
         ]

@@ -108,10 +108,14 @@ def confidence_halfwidth(values: np.ndarray) -> float:
 
 def wilson_interval(successes: np.ndarray, z: float = Z99) -> tuple[float, float]:
     """Wilson score interval of a success rate from 0/1 outcomes."""
-    n = len(successes)
+    return wilson_bounds(float(np.sum(successes)), len(successes), z)
+
+
+def wilson_bounds(successes: float, n: int, z: float = Z99) -> tuple[float, float]:
+    """Wilson score interval of ``successes`` out of ``n`` trials."""
     if n == 0:
         return float("nan"), float("nan")
-    p = float(np.mean(successes))
+    p = successes / n
     denominator = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
