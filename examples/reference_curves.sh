@@ -10,6 +10,13 @@
 # (MODEL: the LM, SmolLM2-135M-Instruct by default; LLM_FLAGS: more flags of both LLM scripts, e.g.
 # a smaller rollout for a trial; EVAL_EPISODES: 100.)
 #
+# LOGS=<folder>: each seed's runs, once finished and evaluated, are also copied there without
+# their weights (model.zip, checkpoints/: logs, flags, grounding.csv, the evaluation: a few MB per
+# seed), and the table and figure are made from every seed found there.  Seeds can so be run on
+# different machines or sessions (SEEDS=2 on one, SEEDS=3 on another, the same LOGS folder carried
+# over, e.g. committed), and a user's own runs compared with ours: docs/results/reference_curves
+# holds our seeds' logs.
+#
 # The LLM agent: the main job's recipe (glam_experiments.main_job): the bot's first BC_EPISODES
 # episodes of the level cloned (one epoch, the LM at 3e-4, the value head not fitted), then PPO
 # with LLMPPOConfig's defaults for FRAMES frames from the cloned policy; BC_EPISODES=0: PPO from
@@ -52,6 +59,17 @@ done_run() {
     [ -n "$run" ] && [ -e "$run/model.zip" ] && return 0
     [ -z "$run" ] || rm -rf "$run"
     return 1
+}
+# keep_logs <run> <folder>: the run, without its weights, into the folder (replacing another run of
+# the same kind and seed there, e.g. one trained again since)
+keep_logs() {
+    local run=$1 dest=$2 name kind
+    name=$(basename "$run")
+    kind=${name%__*}
+    mkdir -p "$dest"
+    find "$dest" -maxdepth 1 -type d -name "${kind}__*" ! -name "$name" -exec rm -rf {} +
+    rm -rf "${dest:?}/$name"
+    tar -C "$(dirname "$run")" --exclude=model.zip --exclude=checkpoints -cf - "$name" | tar -C "$dest" -xf -
 }
 # evaluate <folder> <agent>...: the agents on the evaluation episodes, unless a newer evaluation is there
 evaluate() {
@@ -101,8 +119,18 @@ for seed in $SEEDS; do
     # the cloned policy too, if any: what PPO's frames added to it
     evaluate "$OUT/evaluation/seed$seed" "${cloned[@]}" "$(find_run "$OUT" llm_ppo "$seed")/model.zip" \
         "$(find_run "$OUT" symbolic_recurrent_ppo "$seed")/model.zip" "$(find_run "$OUT" drrn "$seed")/model.zip"
+    if [ -n "${LOGS:-}" ]; then
+        [ "$BC_EPISODES" = 0 ] || keep_logs "$(find_run "$clones" bc_llm "$seed")" "$LOGS/cloned/seed$seed"
+        for kind in llm_ppo symbolic_recurrent_ppo drrn; do keep_logs "$(find_run "$OUT" "$kind" "$seed")" "$LOGS"; done
+        keep_logs "$OUT/evaluation/seed$seed" "$LOGS/evaluation"
+    fi
 done
 evaluate "$OUT/evaluation/references" random "$MODEL"
+TABLE=$OUT
+if [ -n "${LOGS:-}" ]; then
+    keep_logs "$OUT/evaluation/references" "$LOGS/evaluation"
+    TABLE=$LOGS
+fi
 
-"$PY" -m glam_experiments.curves "$OUT"/*__* --bin "$BIN" --window 50 --png "$OUT/curves.png" \
-    --evaluation "$OUT"/evaluation/*/evaluation.csv | tee "$OUT/curves.md"
+"$PY" -m glam_experiments.curves "$TABLE"/*__* --bin "$BIN" --window 50 --png "$TABLE/curves.png" \
+    --evaluation "$TABLE"/evaluation/*/evaluation.csv | tee "$TABLE/curves.md"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -252,6 +253,7 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
         "MODEL": tiny_llama,
         "EVAL_EPISODES": "2",
         "GROUNDING_STATES": "4",
+        "LOGS": str(tmp_path / "logs"),
     }
 
     def script() -> set[str]:
@@ -264,7 +266,15 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
     (cloned,) = (out / "cloned" / "seed1").glob("*__bc_llm__1__*")
     (llm,) = out.glob("*__llm_ppo__*")
     assert json.loads((llm / "flags.json").read_text())["init_from"] == str(cloned / "model.zip")
-    table = (out / "curves.md").read_text()
+    # the table comes from the logs kept apart: every run and evaluation, no weights
+    logs = tmp_path / "logs"
+    assert not (out / "curves.md").exists()
+    kept = {path.relative_to(logs).parts[:2] for path in logs.rglob("*") if path.is_file()}
+    assert {(llm.name, "flags.json"), (cloned.parent.parent.name, "seed1"), ("evaluation", "references")} <= kept
+    assert {(f"{llm.name}", "grounding.csv"), ("evaluation", "seed1")} <= kept
+    assert not [path for path in logs.rglob("*") if path.name in ("model.zip", "checkpoints")]
+    assert any((logs / llm.name).glob("events.out.tfevents.*"))
+    table = (logs / "curves.md").read_text()
     assert "llm_ppo" in table and "drrn" in table
     # the final agents of the seed (the cloned one too) and the references, on the same 2 episodes
     evaluated = {row.split(" | ")[0].lstrip("| ") for row in table.splitlines() if " | 2 | " in row}
@@ -280,4 +290,7 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
 
     before, evaluated_at = models(), evaluations()
     assert len(before) == 4 and len(evaluated_at) == 2
+    replaced = logs / "BabyAI-Text-PickUpS5N2-v0__drrn__1__0"  # an older DRRN of seed 1 in the logs
+    shutil.copytree(logs / next(out.glob("*__drrn__1__*")).name, replaced)
     assert script() and models() == before and evaluations() == evaluated_at  # a second call trains nothing
+    assert not replaced.exists() and len(list(logs.glob("*__drrn__1__*"))) == 1
