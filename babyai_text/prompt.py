@@ -64,10 +64,7 @@ class PromptTemplate:
             self.actions.format(actions=self.action_separator.join(obs.action_names)),
             self.goal.format(mission=obs.mission),
         ]
-        descriptions, actions = obs.descriptions, obs.actions
-        if self.history is not None and len(descriptions) > self.history:
-            descriptions = descriptions[-self.history :]
-            actions = actions[len(actions) - (self.history - 1) :] if self.history > 1 else ()
+        descriptions, actions = self._recent(obs)
         for index, sentences in enumerate(descriptions):
             lines.append(self.observation.format(index=index, sentences=self.sentence_separator.join(sentences)))
             if index < len(actions):
@@ -75,6 +72,39 @@ class PromptTemplate:
         open_slot = self.action[: self.action.rindex("{action}")].format(index=len(descriptions) - 1)
         lines.append(open_slot.rstrip())
         return self.line_separator.join(lines)
+
+    def messages(self, obs: TextObservation) -> list[dict[str, str]]:
+        """The same content as chat turns, for a model's chat template: the action list as the
+        system turn, the goal and each observation as user turns, each past action as the
+        assistant's answer; the next answer is the action to score.
+
+        ::
+
+            system:    Possible action of the agent: turn left, turn right, go forward, ...
+            user:      Goal of the agent: go to the red ball
+                       Observation 0: You see a wall 2 steps forward, ...
+            assistant: turn left
+            user:      Observation 1: ...
+        """
+        names = self.action_separator.join(obs.action_names)
+        turns = [{"role": "system", "content": self.actions.format(actions=names)}]
+        descriptions, actions = self._recent(obs)
+        for index, sentences in enumerate(descriptions):
+            line = self.observation.format(index=index, sentences=self.sentence_separator.join(sentences))
+            if index == 0:
+                line = self.goal.format(mission=obs.mission) + self.line_separator + line
+            turns.append({"role": "user", "content": line})
+            if index < len(actions):
+                turns.append({"role": "assistant", "content": obs.action_names[actions[index]]})
+        return turns
+
+    def _recent(self, obs: TextObservation) -> tuple[tuple[tuple[str, ...], ...], tuple[int, ...]]:
+        """The observations and the actions between them that :attr:`history` keeps."""
+        descriptions, actions = obs.descriptions, obs.actions
+        if self.history is not None and len(descriptions) > self.history:
+            descriptions = descriptions[-self.history :]
+            actions = actions[len(actions) - (self.history - 1) :] if self.history > 1 else ()
+        return descriptions, actions
 
     def candidates(self, obs: TextObservation) -> list[str]:
         """The continuation strings scored for each action, in action-index order."""

@@ -2,9 +2,10 @@
 
     python examples/zero_shot_prompts.py [--env-id BabyAI-Text-PickUpS5N2-v0] [--states 200]
 
-For GLAM's raw prompt and two chat-template prompts (SmolLM2's ``<|im_start|>`` turns; the
+For GLAM's raw prompt, two hand-written chat prompts (SmolLM2's ``<|im_start|>`` turns; the
 action list in the system turn, the goal and observation in the user turn, the action as
-the assistant's answer, with or without a lead-in), each with summed and token-normalised
+the assistant's answer, with or without a lead-in) and the library's chat format
+(``LLMPolicy(chat_template=True)``: the tokenizer's own template), each with summed and token-normalised
 action scores: bot agreement, state dependence and the mean action distribution on bot
 states, and the probe prompts (:mod:`glam_experiments.diagnostics`).  Nothing is trained.
 """
@@ -40,6 +41,8 @@ TEMPLATES = {
     "chat template": chat_template("{action}", ""),
     "chat template, lead-in": chat_template("I take the action: {action}", " "),
 }
+#: the library's own chat format (LLMPolicy(chat_template=True)): GLAM's lines as the tokenizer's turns
+CHAT_FORMAT = "LLMPolicy(chat_template=True)"
 
 
 def main(argv: list[str]) -> None:
@@ -56,7 +59,7 @@ def main(argv: list[str]) -> None:
     names = env.unwrapped.action_names
     print("| prompt | scores | bot agreement (best constant) | state dependence | mean distribution |")
     print("|---|---|---|---|---|")
-    for name, template in TEMPLATES.items():
+    for name, template in [*TEMPLATES.items(), (CHAT_FORMAT, PromptTemplate(history=1))]:
         for normalization in ("sum", "token"):
             policy = LLMPolicy(
                 env.observation_space,
@@ -65,6 +68,7 @@ def main(argv: list[str]) -> None:
                 model=args.model,
                 finetune="frozen",
                 prompt_template=template,
+                chat_template=name == CHAT_FORMAT,
                 normalization=normalization,
             )
             g = measure(policy, states, probes=probes)

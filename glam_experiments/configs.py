@@ -82,6 +82,9 @@ class LLMPPOConfig(PPOConfig):
     PPO moved the policy by an approx KL of 0.1 per update, docs/results.md#recipe-study)"""
     prompt_history: int | None = 1
     """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster on CPU (docs/benchmarks.md)"""
+    chat_template: bool = False
+    """the prompt in the model's chat format (actions in the system turn, each action the assistant's answer);
+    False: GLAM's plain prompt"""
     micro_batch_size: int | None = None
     """chunks of a PPO minibatch recomputed in the backward pass (less memory, same gradients)"""
     normalization: str = "sum"
@@ -138,6 +141,7 @@ class LLMPPOConfig(PPOConfig):
             "value_features": self.value_features,
             "value_input_norm": self.value_input_norm,
             "prompt_template": PromptTemplate(history=self.prompt_history),
+            "chat_template": self.chat_template,
         }
 
 

@@ -69,8 +69,10 @@ ARMS: dict[str, dict[str, Any]] = {
     "lora": {"finetune": "lora"},
     # rollout size: 32 steps per env (at equal frames, half the updates of twice the size)
     "rollout32": {"n_steps": 32},
-    # prompt format: GLAM's three observations instead of one
+    # prompt format: GLAM's three observations instead of one; the model's chat template (the action list in the
+    # system turn, the action as the assistant's answer) instead of GLAM's plain prompt
     "history3": {"prompt_history": 3},
+    "chat": {"chat_template": True},
     # action score: token-normalised (TWOSOME) instead of the sum
     "token": {"normalization": "token"},
 }

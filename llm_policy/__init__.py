@@ -12,6 +12,7 @@
 """
 
 from babyai_text.prompt import PromptTemplate
+from llm_policy.chat import ChatTemplateError
 from llm_policy.finetuning import FINETUNE_MODES, apply_finetune_mode, disable_dropout
 from llm_policy.models import (
     BUILTIN_MODELS,
@@ -32,6 +33,7 @@ __all__ = [
     "STRATEGIES",
     "ActionScorer",
     "BaseWeightsMismatchError",
+    "ChatTemplateError",
     "LLMPolicy",
     "LoadedModel",
     "ModelNotFoundError",

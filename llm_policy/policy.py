@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from babyai_text import decode_batch
 from babyai_text.observation import TEXT_KEYS
 from babyai_text.prompt import PromptTemplate
+from llm_policy.chat import ChatFormat, ChatTemplateError
 from llm_policy.distributed import RankSync, multi_rank
 from llm_policy.finetuning import FINETUNE_MODES, FinetuneMode, apply_finetune_mode, disable_dropout, transformer_blocks
 from llm_policy.frozen_cache import DEFAULT_CACHE_BYTES
@@ -86,6 +87,10 @@ class LLMPolicy(ActorCriticPolicy):
         :mod:`llm_policy.scoring`).
     :param max_padding: padding allowed when batching prompts of different lengths.
     :param prompt_template: how observations become prompts (GLAM's by default).
+    :param chat_template: put the prompt's content in the model's own chat format (the
+        tokenizer's chat template: the action list as the system turn, goal and observations
+        as user turns, each action scored as the assistant's answer; see
+        :mod:`llm_policy.chat`); decoder-only models whose tokenizer has a chat template.
     :param value_head: hidden sizes of the value MLP (GLAM: 1024, 1024).
     :param value_activation: ``"sigmoid"`` (GLAM), ``"tanh"``, ``"relu"`` or ``"gelu"``.
     :param value_features: ``"shared"`` (GLAM): the value loss trains the LM's trainable
@@ -136,6 +141,7 @@ class LLMPolicy(ActorCriticPolicy):
         scoring_strategy: Strategy = "packed",
         max_padding: float = 0.1,
         prompt_template: PromptTemplate | None = None,
+        chat_template: bool = False,
         value_head: tuple[int, ...] = (1024, 1024),
         value_activation: str = "sigmoid",
         value_features: str = "shared",
@@ -203,6 +209,8 @@ class LLMPolicy(ActorCriticPolicy):
             raise ValueError("lora_kwargs must be a dict and needs finetune='lora'")
         if prompt_template is not None and not isinstance(prompt_template, PromptTemplate):
             raise ValueError(f"prompt_template must be a PromptTemplate, got {type(prompt_template).__name__}")
+        if not isinstance(chat_template, bool):
+            raise ValueError(f"chat_template must be True or False, got {chat_template!r}")
         self.model_name = model
         self.pretrained = pretrained
         self.finetune: FinetuneMode = finetune
@@ -214,6 +222,7 @@ class LLMPolicy(ActorCriticPolicy):
         self.scoring_strategy: Strategy = scoring_strategy
         self.max_padding = max_padding
         self.prompt_template = prompt_template or PromptTemplate()
+        self.chat_template = chat_template
         self.value_head_sizes = tuple(value_head)
         self.value_activation = value_activation
         self.value_features = value_features
@@ -252,6 +261,14 @@ class LLMPolicy(ActorCriticPolicy):
             hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.lm = apply_finetune_mode(hf_model, self.finetune, top_k=self.top_k, lora_kwargs=self.lora_kwargs)
         self.lm_kind = loaded.kind
+        self.chat: ChatFormat | None = None
+        if self.chat_template:
+            if loaded.kind != "causal":
+                raise ChatTemplateError(
+                    f"chat_template=True needs a decoder-only model; {self.model_name!r} is an encoder-decoder "
+                    "model, whose encoder reads GLAM's plain prompt: use chat_template=False"
+                )
+            self.chat = ChatFormat(loaded.tokenizer, self.model_name)
         self.scorer = ActionScorer(
             hf_model,
             loaded.tokenizer,
@@ -261,6 +278,7 @@ class LLMPolicy(ActorCriticPolicy):
             strategy=self.scoring_strategy,
             max_padding=self.max_padding,
             model_name=self.model_name,
+            special_tokens=self.chat is None,  # a chat template writes the model's special tokens itself
         )
         if self.finetune == "top_k" and self.frozen_cache_bytes > 0:
             blocks = transformer_blocks(hf_model)
@@ -330,6 +348,7 @@ class LLMPolicy(ActorCriticPolicy):
             scoring_strategy=self.scoring_strategy,
             max_padding=self.max_padding,
             prompt_template=self.prompt_template,
+            chat_template=self.chat_template,
             value_head=self.value_head_sizes,
             value_activation=self.value_activation,
             value_features=self.value_features,
@@ -521,6 +540,11 @@ class LLMPolicy(ActorCriticPolicy):
                     f"the observation names {len(text.action_names)} actions but the action space has "
                     f"{self.action_space.n}"
                 )
+        if self.chat is not None:
+            chat = self.chat
+            return [chat.prompt(self.prompt_template.messages(t)) for t in texts], [
+                chat.candidates(t.action_names) for t in texts
+            ]
         return [self.prompt_template.render(t) for t in texts], [self.prompt_template.candidates(t) for t in texts]
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

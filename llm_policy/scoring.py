@@ -142,6 +142,8 @@ class ActionScorer:
         that saves at least this many token computations, (prompts - 1) x prefix length
         (``None``: never); ``"packed"`` decoder-only models only, and only those for which a
         probe at construction shows it exact (``sharing_disabled_reason`` says why not).
+    :param special_tokens: add the tokenizer's special tokens (BOS) around each prompt;
+        ``False`` where the prompt text holds them (a chat template's).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class ActionScorer:
         max_padding: float = 0.1,
         model_name: str = "",
         min_shared_tokens: int | None = MIN_SHARED_TOKENS,
+        special_tokens: bool = True,
     ) -> None:
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -181,7 +184,9 @@ class ActionScorer:
         self.eos_id = eos
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
-        self.tokens = ActionTokenizer(tokenizer, kind, eos_id=eos if score_eos else None, model_name=model_name)
+        self.tokens = ActionTokenizer(
+            tokenizer, kind, eos_id=eos if score_eos else None, model_name=model_name, special_tokens=special_tokens
+        )
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._base = getattr(model, "base_model", model)
         self.head = model.get_output_embeddings()

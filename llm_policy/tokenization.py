@@ -37,6 +37,8 @@ class ActionTokenizer:
     :param model_name: named in errors.
     :param max_cached: prompts whose tokenization is kept (PPO scores each rollout
         observation again in every epoch).
+    :param special_tokens: add the post-processor's tokens around a causal model's prompt;
+        ``False`` for a prompt whose text holds them (a chat template's, :mod:`llm_policy.chat`).
     """
 
     def __init__(
@@ -46,13 +48,14 @@ class ActionTokenizer:
         eos_id: int | None = None,
         model_name: str = "",
         max_cached: int = 65_536,
+        special_tokens: bool = True,
     ) -> None:
         self.tokenizer = tokenizer
         self.kind = kind
         self.eos_id = eos_id
         self.model_name = model_name or getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         self.max_cached = max_cached
-        self.prefix, self.suffix = self._special_tokens()
+        self.prefix, self.suffix = self._special_tokens() if special_tokens else ([], [])
         self._cache: OrderedDict[tuple[str, tuple[str, ...]], tuple[list[int], list[list[int]]]] = OrderedDict()
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
