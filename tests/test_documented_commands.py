@@ -1,14 +1,15 @@
 """Every shell command in README.md and docs/*.md runs as written, in the order a reader meets it.
 
 Each command runs in a scratch folder that holds the repository's ``examples/``,
-``hyperparams/`` and ``.venv`` (so ``.venv/bin/python`` and ``python`` both mean the test's
-interpreter), with its budget flags made tiny (:data:`TINY`: the rest of the command is
-kept); a command the test cannot run is listed in :data:`NOT_RUN` with why.  A new
-documented command that is in neither fails the collection test, so the docs cannot drift
-from the code unnoticed.  Placeholders such as ``runs/<run>/model.zip`` stand for the runs
-the earlier commands of the same page wrote.  A page's commands run in chains (:func:`chains`):
-a command runs after the earlier commands whose output it reads (runs, a Minari dataset, the
-zoo's logs), and commands that share nothing are separate tests, which the workers share.
+``hyperparams/``, the committed logs of :data:`READ_ONLY_DOCS` and ``.venv`` (so
+``.venv/bin/python`` and ``python`` both mean the test's interpreter), with its budget
+flags made tiny (:data:`TINY`: the rest of the command is kept); a command the test cannot
+run is listed in :data:`NOT_RUN` with why.  A new documented command that is in neither
+fails the collection test, so the docs cannot drift from the code unnoticed.  Placeholders
+such as ``runs/<run>/model.zip`` stand for the runs the earlier commands of the same page
+wrote.  A page's commands run in chains (:func:`chains`): a command runs after the earlier
+commands whose output it reads (runs, a Minari dataset, the zoo's logs), and commands that
+share nothing are separate tests, which the workers share.
 """
 
 from __future__ import annotations
@@ -211,9 +212,17 @@ def _fill_placeholders(command: str, cwd: Path) -> str:
     return re.sub(r"([\w/]+)/<([^>]+)>(/[\w.]+)?", newest, command)
 
 
+#: committed results that documented commands read (the reference curves' logs); only these of docs/
+READ_ONLY_DOCS = ("docs/results/reference_curves",)
+
+
 def _workspace(tmp_path: Path) -> Path:
     for name in ("examples", "hyperparams", "benchmarks"):
         (tmp_path / name).symlink_to(ROOT / name)
+    for name in READ_ONLY_DOCS:
+        if (ROOT / name).exists():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).symlink_to(ROOT / name)
     venv = Path(sys.executable).parent.parent
     (tmp_path / ".venv").symlink_to(venv if (venv / "bin").is_dir() else ROOT / ".venv")
     return tmp_path
