@@ -11,8 +11,9 @@
 # a smaller rollout for a trial; EVAL_EPISODES: 100.)
 #
 # LOGS=<folder>: each seed's runs, once finished and evaluated, are also copied there without
-# their weights (model.zip, checkpoints/: logs, flags, grounding.csv, the evaluation: a few MB per
-# seed), and the table and figure are made from every seed found there.  Seeds can so be run on
+# their weights (model.zip, checkpoints/: logs, flags, grounding.csv, the evaluation: under 1 MB
+# per seed), and the table and figure are made from every seed found there (the random and zero-shot
+# references, evaluated once, serve every seed).  Seeds can so be run on
 # different machines or sessions (SEEDS=2 on one, SEEDS=3 on another, the same LOGS folder carried
 # over, e.g. committed), and a user's own runs compared with ours: docs/results/reference_curves
 # holds our seeds' logs.
@@ -82,8 +83,9 @@ evaluate() {
     [ "$stale" = 1 ] || return 0
     local agents=()
     for agent in "$@"; do agents+=(--agent "$agent"); done
+    # the zero-shot model reads the trained LLM agent's prompt (LLMPPOConfig's one observation)
     "$PY" -m glam_experiments.evaluate "${agents[@]}" --suite "$ENV_ID" --episodes "$EVAL_EPISODES" \
-        --seed "$EVAL_SEED" --grounding-states "${GROUNDING_STATES:-200}" --out "$out" --overwrite
+        --seed "$EVAL_SEED" --grounding-states "${GROUNDING_STATES:-200}" --prompt-history 1 --out "$out" --overwrite
 }
 
 if [ "$BC_EPISODES" -gt 0 ]; then  # recorded if missing, with seeds 0..N-1: below every evaluation seed
@@ -125,11 +127,15 @@ for seed in $SEEDS; do
         keep_logs "$OUT/evaluation/seed$seed" "$LOGS/evaluation"
     fi
 done
-evaluate "$OUT/evaluation/references" random "$MODEL"
 TABLE=$OUT
-if [ -n "${LOGS:-}" ]; then
-    keep_logs "$OUT/evaluation/references" "$LOGS/evaluation"
+if [ -n "${LOGS:-}" ]; then  # the references do not depend on the seeds: one evaluation for all
+    if [ ! -e "$LOGS/evaluation/references/evaluation.md" ]; then
+        evaluate "$OUT/evaluation/references" random "$MODEL"
+        keep_logs "$OUT/evaluation/references" "$LOGS/evaluation"
+    fi
     TABLE=$LOGS
+else
+    evaluate "$OUT/evaluation/references" random "$MODEL"
 fi
 
 "$PY" -m glam_experiments.curves "$TABLE"/*__* --bin "$BIN" --window 50 --png "$TABLE/curves.png" \
