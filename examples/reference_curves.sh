@@ -24,12 +24,12 @@
 # the pretrained model alone.  The baselines get no demonstrations: the curves' x axis counts
 # environment frames of RL, and the demonstrations are the LLM agent's head start, stated beside.
 #
-# An hour-scale CPU budget per seed, measured on 2 cores: the LLM's 20,480 PPO frames about 100
-# minutes (2 torchrun ranks), its cloning 9, Symbolic-PPO 7, DRRN 15.  The script
+# An hour-scale CPU budget per seed, measured on an idle 2-core machine: the LLM's 20,480 PPO
+# frames 66 minutes (2 torchrun ranks), its cloning 7, Symbolic-PPO 4, DRRN 12, the evaluation of
+# the seed's four agents 6 (about 1 h 35 min a seed); the references' evaluation 10.  The script
 # can be stopped and run again with the same variables: finished runs are kept, an LLM run
 # cut short continues from its last checkpoint (--resume), a cloning cut short starts again, and
-# an evaluation older than one of its agents is made again.  The evaluation of a seed's four
-# agents takes about 9 minutes.
+# an evaluation older than one of its agents is made again.
 set -euo pipefail
 OUT=${OUT:-runs/reference}
 FRAMES=${FRAMES:-20480}

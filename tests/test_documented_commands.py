@@ -38,7 +38,7 @@ NOT_RUN: dict[str, str] = {
     r"bc_study\.sh": "the cloning study: about 2.5 hours on 2 cores",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
-    r"reference_curves\.sh": "the reference curves: about 2 h 20 min per seed on 2 cores",
+    r"reference_curves\.sh": "the reference curves: about 1 h 35 min per seed on 2 cores",
     r"curves studies/reference": "reads the reference run, which only reference_curves.sh writes",
     r"default_settings_run\.py": "issue 9's check of every LLMPolicy default: full fine-tuning of SmolLM2, "
     "minutes per update on a CPU (tests/test_examples.py runs the script on a tiny model)",
