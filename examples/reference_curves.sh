@@ -43,6 +43,15 @@ EVAL_SEED=1000  # the main job's: above every cloned episode's seed (0..BC_EPISO
 PY=${PY:-.venv/bin/python}
 BIN=$((FRAMES / 10))
 read -r -a LLM <<< "--model $MODEL ${LLM_FLAGS:-}"
+# The main job's rollout and minibatch whatever NPROC (it only shares the work out): 16 envs x 16
+# steps per update (2 ranks x 8), minibatches of 128 (2 x 64), 4 epochs.  Symbolic-PPO gets the same.
+ENVS=16
+MINIBATCH=128
+if [ $((ENVS % NPROC)) != 0 ]; then
+    echo "NPROC=$NPROC must divide the $ENVS envs of the main job's rollout (1, 2, 4, 8 or 16)" >&2
+    exit 2
+fi
+PER_RANK=(--n-envs $((ENVS / NPROC)) --batch-size $((MINIBATCH / NPROC)))
 
 if [ "$NPROC" -gt 1 ]; then
     TRAIN=(env OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC")
@@ -111,11 +120,12 @@ for seed in $SEEDS; do
     if [ ${#resume[@]} -gt 0 ] || ! done_run "$OUT" llm_ppo "$seed"; then
         "${TRAIN[@]}" examples/train_llm_ppo.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" --run-dir "$OUT" \
             --save-model --seed "$seed" --grounding-every 8 --checkpoint-every 8 "${resume[@]}" "${init[@]}" \
-            "${THREADS[@]}" "${LLM[@]}"
+            "${PER_RANK[@]}" "${THREADS[@]}" "${LLM[@]}"
     fi
-    # rollouts of the LLM's size (8 x 16): the same number of updates per frame
+    # the LLM agent's rollouts and minibatches: the same updates per frame
     done_run "$OUT" symbolic_recurrent_ppo "$seed" || "$PY" examples/train_symbolic_ppo.py --env-id "$ENV_ID" \
-        --total-timesteps "$FRAMES" --n-envs 8 --n-steps 16 --batch-size 64 --run-dir "$OUT" --save-model --seed "$seed"
+        --total-timesteps "$FRAMES" --n-envs "$ENVS" --n-steps 16 --batch-size "$MINIBATCH" --run-dir "$OUT" \
+        --save-model --seed "$seed"
     done_run "$OUT" drrn "$seed" || "$PY" examples/train_drrn.py --env-id "$ENV_ID" --total-timesteps "$FRAMES" \
         --learning-starts 256 --target-update-interval 256 --run-dir "$OUT" --save-model --seed "$seed"
     # the cloned policy too, if any: what PPO's frames added to it
