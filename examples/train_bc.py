@@ -34,8 +34,8 @@ from glam_experiments.callbacks import GroundingLogger
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.demonstrations import load_demonstrations
-from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
-from glam_experiments.training import record_flags, run_name, train
+from glam_experiments.distributed import close_ranks, init_ranks, rank_seed
+from glam_experiments.training import new_run_dir, record_flags, train
 
 
 @dataclass
@@ -100,8 +100,7 @@ def _train(args: Args) -> PPO:
     env_id = args.env_id or (dataset.env_spec.id if dataset.env_spec is not None else None)
     if env_id is None:
         raise UsageError(f"dataset {args.dataset_id!r} names no env: pass --env-id")
-    name = run_name(env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
-    run_dir = args.run_dir / broadcast_object(name, ranks)
+    run_dir = new_run_dir(args.run_dir, env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
     if ranks.is_main:
         record_flags(run_dir, args)
     env = args.make_env(env_id, rank_seed(args.seed, args.n_envs, ranks))

@@ -18,7 +18,7 @@ from stable_baselines3 import DQN
 from glam_baselines import DRRNPolicy
 from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.envs import make_text_vec_env
-from glam_experiments.training import run_name, train
+from glam_experiments.training import new_run_dir, train
 
 
 @dataclass
@@ -62,7 +62,7 @@ def main(args: Args) -> DQN:
     require_at_least({"target_update_interval": args.target_update_interval, "gradient_steps": args.gradient_steps})
     require_at_least({"learning_starts": args.learning_starts}, minimum=0)
     require_at_least({"demo_episodes": args.demo_episodes})
-    name = run_name(args.env_id, "drrn_demos" if args.demonstrations else "drrn", args.seed)
+    run_dir = new_run_dir(args.run_dir, args.env_id, "drrn_demos" if args.demonstrations else "drrn", args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     softmax = args.exploration == "softmax"
     model = DQN(
@@ -95,7 +95,7 @@ def main(args: Args) -> DQN:
         dataset = load_demonstrations(args.demonstrations)
         added = prefill_replay_buffer(model, dataset, args.demo_episodes, args.reward_scale)
         print(f"replay buffer filled with {added} transitions of {args.demonstrations}")
-    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
+    train(model, args.total_timesteps, run_dir, args.save_model, args.torch_threads)
     return model
 
 

@@ -32,8 +32,8 @@ from glam_experiments.callbacks import EpisodeRecorder, GroundingLogger
 from glam_experiments.checkpoints import load_checkpoint, read_state
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
-from glam_experiments.distributed import broadcast_object, close_ranks, init_ranks, rank_seed
-from glam_experiments.training import check_resume, record_flags, run_name, train
+from glam_experiments.distributed import close_ranks, init_ranks, rank_seed
+from glam_experiments.training import check_resume, new_run_dir, record_flags, train
 
 #: flags that may differ on --resume: they change where and how a run is watched, not what it trains
 RESUME_FREE = frozenset(
@@ -108,8 +108,7 @@ def _train(args: Args) -> PPO:
         model.set_random_seed(seed)
         run_dir = args.resume
     else:
-        name = run_name(args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
-        run_dir = args.run_dir / broadcast_object(name, ranks)
+        run_dir = new_run_dir(args.run_dir, args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
         if ranks.is_main:
             record_flags(run_dir, args)
         env = args.make_env(args.env_id, seed)

@@ -18,7 +18,7 @@ from stable_baselines3 import PPO
 from glam_experiments.cli import require_at_least, run_command
 from glam_experiments.configs import SymbolicPPOConfig
 from glam_experiments.envs import make_text_vec_env
-from glam_experiments.training import run_name, train
+from glam_experiments.training import new_run_dir, train
 
 
 @dataclass
@@ -35,10 +35,11 @@ class Args(SymbolicPPOConfig):
 def main(args: Args) -> PPO:
     args.check()
     require_at_least({"total_timesteps": args.total_timesteps})
-    name = run_name(args.env_id, "symbolic_recurrent_ppo" if args.recurrent else "symbolic_ppo", args.seed)
+    algo = "symbolic_recurrent_ppo" if args.recurrent else "symbolic_ppo"
+    run_dir = new_run_dir(args.run_dir, args.env_id, algo, args.seed)
     env = make_text_vec_env(args.env_id, args.n_envs, args.seed, args.reward_scale)
     model = args.make(env, seed=args.seed)
-    train(model, args.total_timesteps, args.run_dir / name, args.save_model, args.torch_threads)
+    train(model, args.total_timesteps, run_dir, args.save_model, args.torch_threads)
     return model
 
 

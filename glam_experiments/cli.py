@@ -68,8 +68,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 #: what a wrong command raises: our own UsageError and the library's ValueErrors (unknown ids,
-#: models, kwargs, prompts over the context...), missing files, gymnasium's unknown ids
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, gym.error.Error)
+#: models, kwargs, prompts over the context...), missing files, gymnasium's unknown ids, and a
+#: lock another process holds (llm_policy.file_lock.LockHeldError, a TimeoutError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, TimeoutError, gym.error.Error)
 
 
 def run_command(command: Callable[[list[str]], T], argv: list[str] | None = None) -> T:

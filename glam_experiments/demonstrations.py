@@ -26,7 +26,10 @@ import importlib.metadata
 import json
 import re
 import shutil
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +156,33 @@ def dataset_path(dataset_id: str) -> Path:
 def dataset_exists(dataset_id: str) -> bool:
     """Whether a local dataset (or anything else) already occupies ``dataset_id``'s folder."""
     return dataset_path(dataset_id).exists()
+
+
+#: how long a recording waits for another process recording the same dataset id
+RECORDING_WAIT = 3600.0
+
+
+@contextmanager
+def _recording_lock(dataset_id: str) -> Iterator[None]:
+    """One process at a time records (or replaces) ``dataset_id``: two jobs started together record it once."""
+    from llm_policy.file_lock import exclusive
+
+    path = dataset_path(dataset_id)
+    fix = "wait for that recording to end, or record another dataset id"
+    with exclusive(
+        path.parent / f".{path.name}.lock", f"recording the Minari dataset {dataset_id}", RECORDING_WAIT, fix
+    ):
+        yield
+
+
+def _interrupted_recording(dataset_id: str) -> bool:
+    """Whether ``dataset_id``'s folder is a recording of ours that did not finish (the ``recording`` metadata,
+    written last, is missing); a dataset that another tool wrote is not ours to judge."""
+    try:
+        metadata = json.loads((dataset_path(dataset_id) / "data" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return True  # killed before Minari wrote its metadata: nothing loadable
+    return "recording" not in metadata and str(metadata.get("code_permalink", "")).startswith("glam-rl")
 
 
 @dataclass
@@ -295,97 +325,99 @@ def record_demonstrations(
     agent_spec = agent if isinstance(agent, str) else type(agent).__name__
     dataset_id = dataset_id or default_dataset_id(env_id, agent_spec, env_kwargs)
     check_dataset_id(dataset_id)
-    # Refused before the (possibly long) recording, not after it.
-    if dataset_exists(dataset_id) and not overwrite:
-        raise ValueError(
-            f"dataset {dataset_id!r} already exists ({dataset_path(dataset_id)}); "
-            "choose another dataset id (--dataset-id) or pass overwrite=True (--overwrite) to replace it"
-        )
-    env = gym.make(env_id, **env_kwargs)
-    try:
+    with _recording_lock(dataset_id):  # the check below and the write, for one process at a time
+        # Refused before the (possibly long) recording, not after it.
+        if dataset_exists(dataset_id) and not overwrite:
+            raise ValueError(
+                f"dataset {dataset_id!r} already exists ({dataset_path(dataset_id)}); "
+                "choose another dataset id (--dataset-id) or pass overwrite=True (--overwrite) to replace it"
+            )
+        env = gym.make(env_id, **env_kwargs)
         try:
-            serialize_space(env.observation_space)
-        except NotImplementedError:
-            raise ValueError(
-                f"Minari cannot store {env_id}'s observation space {env.observation_space} (minigrid's mission "
-                "string): record the text observation, env_kwargs={'observation': 'text'} "
-                "(--env-kwarg observation=text)"
-            ) from None
-        kinds = getattr(env.unwrapped, "_kinds", {})
-        if env_id in babyai_text.GLAM_IDS and len(kinds) > 1 and not {"kind", "seed"} & set(env_kwargs):
-            # GLAM's ids draw their task kind once, when the env is made (not per reset): unpinned,
-            # recover_environment() would make another level than the one recorded.
-            raise ValueError(
-                f"{env_id} draws its task kind when it is made, so the recovered env could differ from the "
-                f"recorded one: pin it, env_kwargs={{'kind': ...}} (--env-kwarg kind=...; one of {sorted(kinds)}) "
-                "or env_kwargs={'seed': ...}"
-            )
-        player, algorithm = _load_agent(agent, env, llm_kwargs, seed)
-        recorded = [_play(player, env, seed + k, deterministic) for k in range(episodes)]
-    finally:
-        env.close()
+            try:
+                serialize_space(env.observation_space)
+            except NotImplementedError:
+                raise ValueError(
+                    f"Minari cannot store {env_id}'s observation space {env.observation_space} (minigrid's mission "
+                    "string): record the text observation, env_kwargs={'observation': 'text'} "
+                    "(--env-kwarg observation=text)"
+                ) from None
+            kinds = getattr(env.unwrapped, "_kinds", {})
+            if env_id in babyai_text.GLAM_IDS and len(kinds) > 1 and not {"kind", "seed"} & set(env_kwargs):
+                # GLAM's ids draw their task kind once, when the env is made (not per reset): unpinned,
+                # recover_environment() would make another level than the one recorded.
+                raise ValueError(
+                    f"{env_id} draws its task kind when it is made, so the recovered env could differ from the "
+                    f"recorded one: pin it, env_kwargs={{'kind': ...}} (--env-kwarg kind=...; one of {sorted(kinds)}) "
+                    "or env_kwargs={'seed': ...}"
+                )
+            player, algorithm = _load_agent(agent, env, llm_kwargs, seed)
+            recorded = [_play(player, env, seed + k, deterministic) for k in range(episodes)]
+        finally:
+            env.close()
 
-    steps = sum(len(e.actions) for e in recorded)
-    success_rate = float(np.mean([e.success for e in recorded]))
-    kwargs_text = f" {json.dumps(env_kwargs, sort_keys=True)}" if env_kwargs else ""
-    if description is None:
-        description = (
-            f"{episodes} episodes ({steps} steps) of {algorithm} ({agent_spec}) on {env_id}{kwargs_text}; "
-            f"episode k reset with seed {seed} + k; success rate {success_rate:.3f}. Observations are "
-            "BabyAI-Text's arrays: babyai_text.decode_observation(obs) gives the mission and the sentences back."
-        )
-    buffers = [
-        EpisodeBuffer(
-            id=k,
-            seed=e.seed,
-            observations=e.observations,
-            actions=e.actions,
-            rewards=list(e.rewards),
-            terminations=list(e.terminations),
-            truncations=list(e.truncations),
-            infos={"success": e.successes},
-        )
-        for k, e in enumerate(recorded)
-    ]
-    path = dataset_path(dataset_id)
-    if path.exists():  # overwrite: only now that the new episodes are recorded
-        shutil.rmtree(path)
-    spec_env = gym.make(env_id, **env_kwargs)  # the spec Minari records: the id and the kwargs
-    try:
-        with warnings.catch_warnings():
-            # None on purpose: no contact given; the recording env is the evaluation env
-            warnings.filterwarnings("ignore", message=r"`(author|author_email|eval_env)` is set to None")
-            dataset = minari.create_dataset_from_buffers(
-                dataset_id=dataset_id,
-                buffer=buffers,
-                env=spec_env,
-                algorithm_name=algorithm,
-                author=author,
-                author_email=author_email,
-                code_permalink=code_permalink or f"glam-rl: glam_experiments/demonstrations.py ({_requirements()[0]})",
-                description=description,
-                data_format=DATA_FORMAT,
-                requirements=_requirements(),
-                # Minari's default JPEG-encodes image spaces (lossy): the symbolic view must stay exact
-                jpeg_encoding=False,
+        steps = sum(len(e.actions) for e in recorded)
+        success_rate = float(np.mean([e.success for e in recorded]))
+        kwargs_text = f" {json.dumps(env_kwargs, sort_keys=True)}" if env_kwargs else ""
+        if description is None:
+            description = (
+                f"{episodes} episodes ({steps} steps) of {algorithm} ({agent_spec}) on {env_id}{kwargs_text}; "
+                f"episode k reset with seed {seed} + k; success rate {success_rate:.3f}. Observations are "
+                "BabyAI-Text's arrays: babyai_text.decode_observation(obs) gives the mission and the sentences back."
             )
-    finally:
-        spec_env.close()
-    dataset.storage.update_metadata(
-        {
-            "recording": {
-                "env_id": env_id,
-                "env_kwargs": env_kwargs,
-                "agent": agent_spec,
-                "seed": seed,
-                "deterministic": deterministic,
-                "episodes": episodes,
-                "steps": steps,
-                "success_rate": success_rate,
+        buffers = [
+            EpisodeBuffer(
+                id=k,
+                seed=e.seed,
+                observations=e.observations,
+                actions=e.actions,
+                rewards=list(e.rewards),
+                terminations=list(e.terminations),
+                truncations=list(e.truncations),
+                infos={"success": e.successes},
+            )
+            for k, e in enumerate(recorded)
+        ]
+        path = dataset_path(dataset_id)
+        if path.exists():  # overwrite: only now that the new episodes are recorded
+            shutil.rmtree(path)
+        spec_env = gym.make(env_id, **env_kwargs)  # the spec Minari records: the id and the kwargs
+        try:
+            with warnings.catch_warnings():
+                # None on purpose: no contact given; the recording env is the evaluation env
+                warnings.filterwarnings("ignore", message=r"`(author|author_email|eval_env)` is set to None")
+                dataset = minari.create_dataset_from_buffers(
+                    dataset_id=dataset_id,
+                    buffer=buffers,
+                    env=spec_env,
+                    algorithm_name=algorithm,
+                    author=author,
+                    author_email=author_email,
+                    code_permalink=code_permalink
+                    or f"glam-rl: glam_experiments/demonstrations.py ({_requirements()[0]})",
+                    description=description,
+                    data_format=DATA_FORMAT,
+                    requirements=_requirements(),
+                    # Minari's default JPEG-encodes image spaces (lossy): the symbolic view must stay exact
+                    jpeg_encoding=False,
+                )
+        finally:
+            spec_env.close()
+        dataset.storage.update_metadata(
+            {
+                "recording": {
+                    "env_id": env_id,
+                    "env_kwargs": env_kwargs,
+                    "agent": agent_spec,
+                    "seed": seed,
+                    "deterministic": deterministic,
+                    "episodes": episodes,
+                    "steps": steps,
+                    "success_rate": success_rate,
+                }
             }
-        }
-    )
-    return dataset
+        )
+        return dataset
 
 
 def load_demonstrations(dataset_id: str) -> minari.MinariDataset:
@@ -419,9 +451,13 @@ def bot_demonstrations(env_id: str, episodes: int) -> str:
     :raises ValueError: the local dataset holds fewer than ``episodes`` episodes (the message says how to record more).
     """
     dataset_id = default_dataset_id(env_id)
-    if not dataset_exists(dataset_id):
-        record_demonstrations(env_id, episodes, seed=0, dataset_id=dataset_id)
-        return dataset_id
+    with _recording_lock(dataset_id):
+        interrupted = dataset_exists(dataset_id) and _interrupted_recording(dataset_id)
+        if interrupted:
+            print(f"{dataset_path(dataset_id)} holds an interrupted recording: recording it again", file=sys.stderr)
+        if interrupted or not dataset_exists(dataset_id):
+            record_demonstrations(env_id, episodes, seed=0, dataset_id=dataset_id, overwrite=interrupted)
+            return dataset_id
     held = load_demonstrations(dataset_id).total_episodes
     if held < episodes:
         raise ValueError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +127,7 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
         return
     # torchrun names the run folder itself: a fresh parent, then its only child is the run
     parent = run_dir.parent / f"{run_dir.name}.torchrun"
+    shutil.rmtree(parent, ignore_errors=True)  # a killed job's (this job holds <out>'s lock: no other is running)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
     if dataset_id is None:
         command += [str(_REPO / "examples" / "train_llm_ppo.py"), "--total-timesteps", str(args.total_timesteps)]
@@ -209,6 +211,16 @@ def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tup
 
 
 def main(args: Args) -> None:
+    from llm_policy.file_lock import exclusive
+
+    # two jobs writing one results folder would mix their runs and overwrite each other's tables
+    lock = args.out.parent / f".{args.out.resolve().name}.lock"
+    fix = "wait for it to end, or give this job another folder with --out"
+    with exclusive(lock, f"running the main job into {args.out}", 0, fix):
+        _main(args)
+
+
+def _main(args: Args) -> None:
     start = time.perf_counter()
     args.check()
     require_at_least({"nproc": args.nproc, "eval_workers": args.eval_workers, "episodes": args.episodes})

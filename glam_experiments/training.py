@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -16,12 +17,13 @@ from typing import Any
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
+from stable_baselines3.common.logger import Logger
 from tqdm import TqdmExperimentalWarning
 
 from glam_experiments.callbacks import CleanRLLogger
 from glam_experiments.checkpoints import Checkpointer, TrainingState, checkpoint_root, read_state
 from glam_experiments.cli import INTERRUPTED_STATUS, UsageError, flag_name
-from glam_experiments.distributed import check_same_updates, current_ranks
+from glam_experiments.distributed import broadcast_object, check_same_updates, current_ranks
 
 #: the run folder's record of the flags it was started with, which ``--resume`` compares
 FLAGS_FILE = "flags.json"
@@ -30,6 +32,28 @@ FLAGS_FILE = "flags.json"
 def run_name(env_id: str, algo: str, seed: int) -> str:
     """CleanRL's run naming: ``<env>__<algo>__<seed>__<unix time>``."""
     return f"{env_id}__{algo}__{seed}__{int(time.time())}"
+
+
+def new_run_dir(parent: Path, env_id: str, algo: str, seed: int) -> Path:
+    """A run folder of its own under ``parent``, named by :func:`run_name` and made here.
+
+    Two runs of the same env, algorithm and seed started in the same second (two jobs at once)
+    would share CleanRL's name: the folder is made exclusively, and the later run's name gets
+    ``-2``, ``-3``...  Under ``torchrun``, rank 0 makes it and every rank gets its path.
+    """
+    ranks = current_ranks()
+    made = None
+    if ranks.is_main:
+        parent.mkdir(parents=True, exist_ok=True)
+        name = run_name(env_id, algo, seed)
+        for attempt in itertools.count(1):
+            made = parent / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                made.mkdir()
+                break
+            except FileExistsError:
+                continue
+    return Path(broadcast_object(str(made), ranks))
 
 
 def _jsonable(args: Any) -> dict[str, Any]:
@@ -111,6 +135,9 @@ def train(
     """
     ranks = current_ranks()
     check_same_updates(model, ranks)
+    if not ranks.is_main and model.tensorboard_log is not None:
+        # SB3 numbers its folder (PPO_<n>) from what is on disk: every rank would pick rank 0's and write there too
+        model.set_logger(Logger(folder=None, output_formats=[]))
     if torch_threads:
         torch.set_num_threads(torch_threads)
     done = resumed.frames if resumed is not None else 0

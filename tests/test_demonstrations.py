@@ -137,6 +137,61 @@ def test_the_main_jobs_demonstrations_are_recorded_once() -> None:
         bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 5)
 
 
+def test_jobs_started_together_record_the_main_jobs_demonstrations_once(minari_root: Path) -> None:
+    import os
+    import subprocess
+
+    code = (
+        "from glam_experiments.demonstrations import bot_demonstrations as b; print(b('BabyAI-Text-PickUpS5N2-v0', 3))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        assert out.split() == ["babyai-text/PickUpS5N2/bot-v0"]
+    assert episode_seeds(load_demonstrations("babyai-text/PickUpS5N2/bot-v0")) == [0, 1, 2]
+
+
+def _metadata(dataset_id: str) -> Path:
+    from glam_experiments.demonstrations import dataset_path
+
+    return dataset_path(dataset_id) / "data" / "metadata.json"
+
+
+def test_an_interrupted_recording_is_recorded_again(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    dataset_id = bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 2)
+    metadata = json.loads(_metadata(dataset_id).read_text())
+    del metadata["recording"]  # written last: a recording killed while writing has none
+    _metadata(dataset_id).write_text(json.dumps(metadata))
+    assert bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 3) == dataset_id
+    assert "holds an interrupted recording: recording it again" in capsys.readouterr().err
+    assert episode_seeds(load_demonstrations(dataset_id)) == [0, 1, 2]
+
+    _metadata(dataset_id).unlink()  # killed before Minari wrote its metadata
+    assert bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 1) == dataset_id
+    assert load_demonstrations(dataset_id).total_episodes == 1
+
+
+def test_a_dataset_another_tool_wrote_is_used_as_it_is() -> None:
+    import json
+
+    dataset_id = bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 2)
+    metadata = json.loads(_metadata(dataset_id).read_text())
+    del metadata["recording"]
+    metadata["code_permalink"] = "https://example.org/their-recorder"
+    _metadata(dataset_id).write_text(json.dumps(metadata))
+    assert bot_demonstrations("BabyAI-Text-PickUpS5N2-v0", 2) == dataset_id
+    assert json.loads(_metadata(dataset_id).read_text())["code_permalink"] == "https://example.org/their-recorder"
+
+
 def test_a_failed_overwrite_keeps_the_old_dataset() -> None:
     record_demonstrations("BabyAI-Text-PickUpS5N2-v0", 1, dataset_id="tests/x-v0")
     with pytest.raises(ValueError, match="unknown agent"):
