@@ -214,7 +214,8 @@ def main(args: Args) -> None:
     from llm_policy.file_lock import exclusive
 
     # two jobs writing one results folder would mix their runs and overwrite each other's tables
-    lock = args.out.parent / f".{args.out.resolve().name}.lock"
+    out = args.out.resolve()
+    lock = out.parent / f".{out.name}.lock"  # beside <out>, which the job replaces: a lock inside would go with it
     fix = "wait for it to end, or give this job another folder with --out"
     with exclusive(lock, f"running the main job into {args.out}", 0, fix):
         _main(args)
