@@ -25,7 +25,7 @@ tour: $(STAMP)
 	$(PY) examples/env_tour.py
 
 test: $(STAMP)
-	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_experiments tests benchmarks examples
+	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 	$(PY) -m pytest -n 2 -q --durations=15
 
 # The test suite on the lowest versions setup.cfg allows (constraints-lowest.txt), in a
@@ -38,12 +38,12 @@ $(LOWEST)/.installed: setup.cfg pyproject.toml constraints.txt constraints-lowes
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_experiments tests benchmarks examples
+	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 	$(LOWEST)/bin/python -m pytest -n $(JOBS) -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_experiments tests benchmarks examples
-	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_experiments tests benchmarks examples
+	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
+	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py

@@ -62,7 +62,8 @@ class Args(LLMPPOConfig):
     seed: int = 1
     run_dir: Path = Path("runs")
     save_model: bool = False
-    """save the agent to <run_dir>/<run_name>/model.zip"""
+    """save the agent to <run_dir>/<run_name>/model.zip (and, with --ppo-timesteps, the cloned agent before its RL
+    stage to cloned.zip)"""
     torch_threads: int | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: the GPU when CUDA is available (one per rank under torchrun)"""
@@ -100,7 +101,7 @@ def _train(args: Args) -> PPO:
     env_id = args.env_id or (dataset.env_spec.id if dataset.env_spec is not None else None)
     if env_id is None:
         raise UsageError(f"dataset {args.dataset_id!r} names no env: pass --env-id")
-    run_dir = new_run_dir(args.run_dir, env_id, "bc_llm_ppo" if args.ppo_timesteps else "bc_llm", args.seed)
+    run_dir = new_run_dir(args.run_dir, env_id, f"bc_llm_{args.algo}" if args.ppo_timesteps else "bc_llm", args.seed)
     if ranks.is_main:
         record_flags(run_dir, args)
     env = args.make_env(env_id, rank_seed(args.seed, args.n_envs, ranks))
@@ -123,6 +124,8 @@ def _train(args: Args) -> PPO:
             f"agreement with the held-out demonstrations: {history[0].val_accuracy:.3f} before cloning, "
             f"{history[-1].val_accuracy:.3f} after {args.epochs} epochs"
         )
+    if args.save_model and args.ppo_timesteps and ranks.is_main:
+        model.save(run_dir / "cloned.zip")  # the agent before its RL stage, to compare with the one after
     recorders: list[BaseCallback] = args.callbacks()
     if args.grounding_every and args.ppo_timesteps:
         recorders.append(GroundingLogger(env_id, args.grounding_every, run_dir, args.grounding_states))

@@ -108,7 +108,8 @@ def _train(args: Args) -> PPO:
         model.set_random_seed(seed)
         run_dir = args.resume
     else:
-        run_dir = new_run_dir(args.run_dir, args.env_id, "npae_ppo" if args.npae else "llm_ppo", args.seed)
+        algo = f"npae_{args.algo}" if args.npae else f"llm_{args.algo}"
+        run_dir = new_run_dir(args.run_dir, args.env_id, algo, args.seed)
         if ranks.is_main:
             record_flags(run_dir, args)
         env = args.make_env(args.env_id, seed)

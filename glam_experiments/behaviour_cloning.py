@@ -35,6 +35,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from glam_algorithms.gigpo.advantages import discounted_returns
 from glam_experiments.distributed import current_ranks
 
 Observations = dict[str, np.ndarray] | np.ndarray
@@ -78,20 +79,6 @@ def concatenate_rows(parts: list[Observations]) -> Observations:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
-def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """``G_t = r_t + gamma * G_{t+1}`` to the episode's end (Monte-Carlo; a truncated episode is not bootstrapped).
-
-    :param rewards: one episode's rewards.
-    :param gamma: the discount.
-    """
-    returns = np.zeros(len(rewards), dtype=np.float32)
-    future = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        future = float(rewards[t]) + gamma * future
-        returns[t] = future
-    return returns
-
-
 def demonstration_steps(episodes: Iterable[Any], gamma: float = 0.99, reward_scale: float = 1.0) -> Demonstrations:
     """Flatten Minari episodes into decision steps.
 
@@ -111,7 +98,7 @@ def demonstration_steps(episodes: Iterable[Any], gamma: float = 0.99, reward_sca
             continue
         observations.append(take_rows(episode.observations, slice(0, steps)))
         actions.append(np.asarray(episode.actions, dtype=np.int64).reshape(steps))
-        returns.append(discounted_returns(np.asarray(episode.rewards) * reward_scale, gamma))
+        returns.append(discounted_returns(np.asarray(episode.rewards) * reward_scale, gamma).astype(np.float32))
         ids.append(np.full(steps, episode.id, dtype=np.int64))
     if not actions:
         raise ValueError("the demonstrations hold no step (every episode is empty)")

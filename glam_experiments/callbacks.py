@@ -34,7 +34,12 @@ LOSS_TAGS = {
     "train/clip_fraction": "losses/clipfrac",
     "train/explained_variance": "losses/explained_variance",
     "train/learning_rate": "charts/learning_rate",
+    # the group-advantage algorithms' (glam_algorithms)
+    "train/reference_kl": "losses/reference_kl",
+    "train/rollout_steps": "charts/rollout_steps",
 }
+#: logger keys written to TensorBoard under their own name (glam_algorithms' statistics of each rollout's groups)
+OWN_NAME_PREFIXES = ("group/",)
 #: SB3's ``train/loss`` of an on-policy algorithm (PPO, RecurrentPPO): the total loss minimised.
 ON_POLICY_LOSS_TAG = "losses/loss"
 #: SB3's ``train/loss`` of an off-policy one (DQN): the TD loss, under CleanRL's dqn.py name.
@@ -141,8 +146,8 @@ class CleanRLLogger(BaseCallback):
 
         def record(key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
             original(key, value, exclude)
-            if key in tags and self.writer is not None:
-                self.writer.add_scalar(tags[key], float(value), self.step)
+            if self.writer is not None and (key in tags or key.startswith(OWN_NAME_PREFIXES)):
+                self.writer.add_scalar(tags.get(key, key), float(value), self.step)
 
         def unhook() -> None:
             if had_own:
@@ -246,6 +251,9 @@ class EveryNUpdates(BaseCallback):
         return True
 
     def _rollouts_done(self) -> int:
+        counted = getattr(self.model, "n_rollouts", None)  # glam_algorithms' rollouts have no fixed size
+        if counted is not None:
+            return int(counted)
         per_rollout = getattr(self.model, "n_steps", 0) * self.model.n_envs
         return self.num_timesteps // per_rollout if per_rollout else self._rollouts
 

@@ -22,8 +22,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from babyai_text.prompt import PromptTemplate
-from glam_experiments.cli import require_at_least
+from glam_experiments.cli import UsageError, require_at_least
 from glam_experiments.envs import make_text_vec_env
+
+#: the algorithms :class:`LLMPPOConfig` can train the LLM policy with
+ALGOS = ("ppo", "grpo", "gigpo")
 
 
 @dataclass
@@ -101,13 +104,37 @@ class LLMPPOConfig(PPOConfig):
     critic_warmup: int = 0
     """PPO updates at the start in which only the value head learns, the LM's rate held at 0 (TWOSOME's critic
     warm-up): the advantages the LM first learns from come from a critic that has seen some returns"""
+    algo: str = "ppo"
+    """ppo (SB3's, with the value head as critic) | grpo | gigpo (critic-free group advantages,
+    glam_algorithms: n_steps, gae_lambda, vf_coef and normalize_advantage are PPO's only)"""
+    group_size: int = 8
+    """grpo / gigpo: episodes played from one initial state (n_envs a multiple of it)"""
+    n_rounds: int = 1
+    """grpo / gigpo: rounds of n_envs episodes per update"""
+    step_coef: float = 1.0
+    """gigpo: weight of the step-group advantage (anchor states)"""
+    std_normalize: bool = True
+    """grpo / gigpo: divide by the groups' standard deviation (else only subtract their mean)"""
+    kl_coef: float = 0.0
+    """grpo / gigpo: weight of the KL divergence from the policy training started from"""
 
     def check(self) -> None:
         super().check()
         require_at_least(
             {"top_k": self.top_k, "prompt_history": self.prompt_history, "micro_batch_size": self.micro_batch_size}
         )
-        require_at_least({"critic_warmup": self.critic_warmup}, minimum=0)
+        require_at_least({"critic_warmup": self.critic_warmup, "kl_coef": self.kl_coef}, minimum=0)
+        require_at_least({"group_size": self.group_size}, minimum=2)
+        require_at_least({"n_rounds": self.n_rounds})
+        if self.algo not in ALGOS:
+            raise UsageError(f"algo (--algo) must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.algo != "ppo" and self.critic_warmup:
+            raise UsageError(f"--critic-warmup {self.critic_warmup} warms up PPO's critic: --algo {self.algo} has none")
+        if self.algo != "ppo" and self.n_envs % self.group_size:
+            raise UsageError(
+                f"--n-envs {self.n_envs} is not a multiple of --group-size {self.group_size}: each group of "
+                f"{self.group_size} envs plays from one initial state"
+            )
 
     def make_env(self, env_id: str, seed: int = 0) -> VecEnv:
         """``n_envs`` training envs of ``env_id`` seeded ``seed..seed+n_envs-1``, rewards as these settings say."""
@@ -120,13 +147,29 @@ class LLMPPOConfig(PPOConfig):
 
         return [CriticWarmup(self.critic_warmup)] if self.critic_warmup else []
 
-    def make(self, env: VecEnv, seed: int | None = None, **ppo_overrides: Any) -> PPO:
-        """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings."""
+    def make(self, env: VecEnv, seed: int | None = None, **overrides: Any) -> PPO:
+        """Stock SB3 ``PPO(LLMPolicy, env)`` with these settings, or :class:`glam_algorithms.GRPO` /
+        :class:`~glam_algorithms.GiGPO` (subclasses of ``PPO``) with ``algo``."""
         self.check()
         from llm_policy import LLMPolicy
 
-        kwargs = {**self.ppo_kwargs(), **ppo_overrides}
-        return PPO(LLMPolicy, env, seed=seed, policy_kwargs=self.policy_kwargs(), **kwargs)
+        if self.algo == "ppo":
+            kwargs = {**self.ppo_kwargs(), **overrides}
+            return PPO(LLMPolicy, env, seed=seed, policy_kwargs=self.policy_kwargs(), **kwargs)
+        from glam_algorithms import GRPO, GiGPO
+
+        kwargs = {**self.group_kwargs(), **overrides}
+        algo = GRPO if self.algo == "grpo" else GiGPO
+        return algo(LLMPolicy, env, seed=seed, policy_kwargs=self.policy_kwargs(), **kwargs)
+
+    def group_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`glam_algorithms.GiGPO` (of GRPO without ``step_coef``)."""
+        names = ["learning_rate", "batch_size", "n_epochs", "gamma", "clip_range", "ent_coef", "max_grad_norm"]
+        names += ["group_size", "n_rounds", "std_normalize", "kl_coef"]
+        kwargs = {name: getattr(self, name) for name in names}
+        if self.algo == "gigpo":
+            kwargs["step_coef"] = self.step_coef
+        return kwargs
 
     def policy_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`llm_policy.LLMPolicy`."""
@@ -157,6 +200,11 @@ GLAM_LLM_PPO = LLMPPOConfig(
     n_envs=32,
     n_steps=40,
 )
+
+
+#: The main job's recipe since the group-advantage study (docs/results.md#group-advantages-study): GiGPO on
+#: groups of 8 episodes (8 envs per process), no critic, the LM's top two blocks at 1e-4.
+GIGPO_LLM = LLMPPOConfig(algo="gigpo", lm_learning_rate=1e-4)
 
 
 @dataclass
@@ -197,4 +245,4 @@ class SymbolicPPOConfig(PPOConfig):
         return kwargs
 
 
-__all__ = ["GLAM_LLM_PPO", "LLMPPOConfig", "PPOConfig", "SymbolicPPOConfig"]
+__all__ = ["ALGOS", "GIGPO_LLM", "GLAM_LLM_PPO", "LLMPPOConfig", "PPOConfig", "SymbolicPPOConfig"]

@@ -1,21 +1,23 @@
 """The main job: train the default LLM agent (SmolLM2-135M) on the small PickUp level — behaviour
-cloning of 1,000 of the BabyAI bot's episodes, then PPO — and compare it with its zero-shot self
-and a random agent on that level (success and the grounding diagnostics) and on its
-generalization variants.  ``--bc-episodes 0`` trains with PPO alone (from the pretrained model).
+cloning of 100 of the BabyAI bot's episodes, then online RL (GiGPO, :mod:`glam_algorithms`) — and
+compare the agent before its RL stage with the agent after it, its zero-shot self and a random
+agent on that level (success and the grounding diagnostics) and on its generalization variants.
+``--bc-episodes 0`` trains with RL alone (from the pretrained model); ``--algo ppo`` with PPO.
 
-    python -m glam_experiments.main_job [--bc-episodes 1000] [--total-timesteps N] [--episodes 100] [--out results]
+    python -m glam_experiments.main_job [--bc-episodes 100] [--total-timesteps N] [--episodes 200] [--out results]
 
-Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot vs trained vs random,
+Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot, before RL, after RL and random,
 success with 99 % CIs per test, bot agreement and state dependence), ``learning_curve.png``
 (training success against frames), ``diagnostics.png`` (success, grounding, approx KL,
-clip fraction, entropy and explained variance during training), ``viewer_trained.html``
+clip fraction and entropy during training), ``viewer_trained.html``
 (+ ``.gif``) and ``viewer_zero_shot.html`` (episode viewers: what each agent saw and the
 probability it gave every action, step by step; :mod:`glam_experiments.viewer`), and under
-``training/`` the TensorBoard log, ``episodes.csv``, ``grounding.csv`` and the trained agent
-``model.zip``.  It ends by saying whether the run shows learning: the trained agent's
-99 % interval above the random and the zero-shot agent's, bot agreement at least
-:data:`MIN_AGREEMENT_GAIN` above the best constant action's, and state dependence at least
-:data:`MIN_STATE_DEPENDENCE`.  The defaults finish in under 30 minutes on a 2-core CPU.
+``training/`` the TensorBoard log, ``episodes.csv``, ``grounding.csv``, the cloned agent
+``cloned.zip`` (before RL) and the trained agent ``model.zip``.  It ends with two verdicts: whether
+RL's own gain shows (the after-RL agent's 99 % interval above the before-RL agent's, on the same
+episodes), and whether the run shows learning: the trained agent's 99 % interval above the
+random and the zero-shot agent's, bot agreement at least :data:`MIN_AGREEMENT_GAIN` above the
+best constant action's, and state dependence at least :data:`MIN_STATE_DEPENDENCE`.
 """
 
 from __future__ import annotations
@@ -36,43 +38,52 @@ import tyro
 
 from babyai_text.prompt import PromptTemplate
 from glam_experiments.cli import UsageError, require_at_least, run_command
-from glam_experiments.configs import LLMPPOConfig
+from glam_experiments.configs import GIGPO_LLM, LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
 from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
 from glam_experiments.recording import EpisodeRecord, record_episodes
 from glam_experiments.viewer import write_gif, write_html
 
+#: how the job names each RL algorithm in its output
+ALGO_NAMES = {"ppo": "PPO", "grpo": "GRPO", "gigpo": "GiGPO"}
 #: What the main job calls learning, beside non-overlapping 99 % intervals (issue 18).
 MIN_AGREEMENT_GAIN = 0.15
 MIN_STATE_DEPENDENCE = 0.15
 
 _REPO = Path(__file__).resolve().parent.parent
+#: the agent before its RL stage, beside the run's model.zip (train_bc.py --save-model writes it)
+CLONED = "cloned.zip"
 
 
 @dataclass
 class Args(LLMPPOConfig):
-    """The PPO and policy flags are :class:`LLMPPOConfig`'s (whose defaults are this job's)."""
+    """The RL and policy flags are :class:`LLMPPOConfig`'s, with :data:`GIGPO_LLM`'s defaults."""
+
+    algo: str = GIGPO_LLM.algo
+    """the RL stage: gigpo | grpo (critic-free group advantages) | ppo"""
+    lm_learning_rate: float | None = GIGPO_LLM.lm_learning_rate
+    """the LM's rate in the RL stage"""
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
     """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
-    total_timesteps: int = 512
-    """PPO env-steps (all ranks together), after cloning (1,024 took the job to 31.7 minutes)"""
-    bc_episodes: int = 1000
-    """the BabyAI bot's episodes cloned before PPO (0: PPO from the pretrained model alone): the first N of the
+    total_timesteps: int = 3200
+    """env-steps of the RL stage (all ranks together), after cloning"""
+    bc_episodes: int = 100
+    """the BabyAI bot's episodes cloned before RL (0: RL from the pretrained model alone): the first N of the
     Minari dataset babyai-text/<level>/bot-v0, recorded on first use with seeds 0..N-1 (below --eval-seed: no
     evaluation episode is cloned); docs/behaviour_cloning.md"""
-    bc_epochs: int = 1
+    bc_epochs: int = 5
     """passes over the demonstrations"""
     bc_learning_rate: float = 3e-4
     """the LM's rate while cloning (the value head's scaled alike)"""
     bc_value_coef: float = 0.0
-    """weight of the value head's fit to the bot's returns while cloning (0: none; PPO's critic then learns the
-    cloned policy's own values)"""
+    """weight of the value head's fit to the bot's returns while cloning (0: none; with --algo ppo, PPO's critic
+    then learns the cloned policy's own values)"""
     nproc: int = 2
     """training processes (torchrun, gloo): 2 use both cores of a 2-core CPU, 1.5x the frames of one process"""
-    episodes: int = 100
-    """evaluation episodes of the training level per agent"""
-    variant_episodes: int = 10
+    episodes: int = 200
+    """evaluation episodes of the training level per agent (the same seeded episodes for every agent)"""
+    variant_episodes: int = 5
     """evaluation episodes of each generalization variant per agent (0: the training level only)"""
     grounding_states: int = 300
     """bot states of the grounding diagnostics on the training level"""
@@ -83,7 +94,7 @@ class Args(LLMPPOConfig):
     """seeds the evaluation episodes and bot states (apart from the training envs' seeds)"""
     seed: int = 1
     eval_workers: int = 2
-    """evaluation processes (the trained and the zero-shot agent side by side, one thread each)"""
+    """evaluation processes (agents side by side, one thread each)"""
     viewer_episodes: int = 3
     """episodes of the trained and of the zero-shot agent in the episode viewers"""
     out: Path = Path("results")
@@ -108,8 +119,9 @@ def _curve_states(args: Args) -> int:
 
 
 def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
-    """Cloning of ``dataset_id`` (``None``: none), then PPO for ``args.total_timesteps`` frames, into ``run_dir``
-    (one process, or ``args.nproc`` under torchrun)."""
+    """Cloning of ``dataset_id`` (``None``: none; the cloned agent kept as ``run_dir/cloned.zip``), then the RL
+    stage (``args.algo``) for ``args.total_timesteps`` frames, into ``run_dir`` (one process, or ``args.nproc``
+    under torchrun)."""
     if args.nproc == 1:
         from glam_experiments.callbacks import GroundingLogger
         from glam_experiments.training import train
@@ -121,6 +133,7 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
 
             cloning = Cloning(dataset_id, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef)
             cloning.run(model, args.seed, args.reward_scale, run_dir)
+            model.save(run_dir / CLONED)
         logger = GroundingLogger(args.env_id, args.grounding_every, run_dir, num_states=_curve_states(args))
         train(model, args.total_timesteps, run_dir, save_model=True, callbacks=[logger, *args.callbacks()])
         env.close()
@@ -136,7 +149,7 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
         command += ["--dataset-id", dataset_id, "--episodes", str(args.bc_episodes), "--epochs", str(args.bc_epochs)]
         command += ["--bc-learning-rate", str(args.bc_learning_rate), "--bc-value-coef", str(args.bc_value_coef)]
     command += [*config_flags(args), "--env-id", args.env_id, "--seed", str(args.seed)]
-    command += ["--run-dir", str(parent), "--save-model", "--torch-threads", "1"]
+    command += ["--run-dir", str(parent), "--save-model", "--torch-threads", "1"]  # and cloned.zip
     command += ["--grounding-every", str(args.grounding_every), "--grounding-states", str(_curve_states(args))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, env=env)
@@ -157,16 +170,16 @@ def evaluate_part(job: tuple[Args, list[str], list[str], dict | None, bool]) -> 
     return evaluate(agents, suite[1:], episodes=args.variant_episodes, **common)
 
 
-def ppo_part(run_dir: Path) -> str:
-    """What PPO did after cloning, from the training-time grounding (its first row: the cloned policy before
-    PPO's first update), so that the verdict on the cloned-then-PPO agent does not credit PPO with cloning."""
+def rl_part(run_dir: Path, rl: str) -> str:
+    """What the RL stage did after cloning, from the training-time grounding (its first row: the cloned policy
+    before the first update), so that the verdict on the cloned-then-RL agent does not credit RL with cloning."""
     from glam_experiments.curves import read_grounding
 
     g = read_grounding(run_dir)
     frames = int(g["frames"][-1])
     return (
-        f"PPO's part, on the training-time bot states: bot agreement {g['bot_agreement'][0]:.2f} after cloning "
-        f"-> {g['bot_agreement'][-1]:.2f} after PPO ({frames} frames), state dependence "
+        f"{rl}'s part, on the training-time bot states: bot agreement {g['bot_agreement'][0]:.2f} after cloning "
+        f"-> {g['bot_agreement'][-1]:.2f} after {rl} ({frames} frames), state dependence "
         f"{g['state_dependence'][0]:.2f} -> {g['state_dependence'][-1]:.2f} (best constant action "
         f"{g['constant_agreement'][0]:.2f})"
     )
@@ -176,6 +189,20 @@ def record_part(job: tuple[str, str, int, int, str, dict | None]) -> list[Episod
     """``(agent, env_id, episodes, seed, name, llm_kwargs)``: an episode viewer's episodes (a worker process's part)."""
     agent, env_id, episodes, seed, name, llm_kwargs = job
     return record_episodes(agent, env_id, episodes, seed=seed, agent_name=name, llm_kwargs=llm_kwargs)
+
+
+def rl_gain_verdict(results: list[Result], before: str, after: str) -> tuple[bool, str]:
+    """Whether the RL stage's own gain shows on the first test: the after-RL agent's 99 % interval above the
+    before-RL agent's (the same seeded episodes), and one line saying so with both intervals."""
+    first = {r.agent: r for r in results if r.label == results[0].label}
+    a, b = first[after], first[before]
+    shown = a.success_low > b.success_high
+    return shown, (
+        f"{'met' if shown else 'NOT met'}: after-RL 99 % interval above before-RL's: {a.success_rate:.2f} "
+        f"[{a.success_low:.2f}, {a.success_high:.2f}] {'>' if shown else 'vs'} {b.success_rate:.2f} "
+        f"[{b.success_low:.2f}, {b.success_high:.2f}] ({a.episodes} episodes; "
+        f"gain {a.success_rate - b.success_rate:+.2f})"
+    )
 
 
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:
@@ -236,9 +263,12 @@ def _main(args: Args) -> None:
             f"the evaluation's (from --eval-seed {args.eval_seed}): raise --eval-seed above {args.bc_episodes}"
         )
     llm_kwargs = {"prompt_template": PromptTemplate(history=args.prompt_history)}
+    rl = ALGO_NAMES[args.algo]
+    zero_shot = f"{args.model} zero-shot"
+    before = f"{args.model} after cloning {args.bc_episodes} bot episodes" if args.bc_episodes else zero_shot
     cloned = f"cloning {args.bc_episodes} bot episodes + " if args.bc_episodes else ""
-    zero_shot, trained = f"{args.model} zero-shot", f"{args.model} after {cloned}{args.total_timesteps} PPO steps"
-    kind = "bc_llm_ppo" if args.bc_episodes else "llm_ppo"
+    trained = f"{args.model} after {cloned}{args.total_timesteps} {rl} steps"
+    kind = f"bc_llm_{args.algo}" if args.bc_episodes else f"llm_{args.algo}"
     model_zip = str(args.out / "training" / f"{args.env_id}__{kind}__{args.seed}" / "model.zip")
     run_dir = Path(model_zip).parent
 
@@ -248,20 +278,26 @@ def _main(args: Args) -> None:
 
         dataset_id = bot_demonstrations(args.env_id, args.bc_episodes)
     how = f"{args.finetune}, {args.nproc} process{'es' * (args.nproc > 1)} x {args.n_envs} envs"
+    if args.algo != "ppo":
+        how += f" in groups of {args.group_size}"
     print(
         f"1/3 {'behaviour cloning of ' + str(args.bc_episodes) + ' bot episodes, then ' if args.bc_episodes else ''}"
-        f"PPO on {args.env_id} for {args.total_timesteps} env-steps ({how})"
+        f"{rl} on {args.env_id} for {args.total_timesteps} env-steps ({how})"
     )
     train_agent(args, run_dir, dataset_id)
 
+    agent_list = "the agent before and after its RL stage" if args.bc_episodes else "the trained agent"
     print(
-        f"2/3 evaluation of the trained agent, {args.model} zero-shot and a random agent ({args.episodes} episodes "
+        f"2/3 evaluation of {agent_list}, {args.model} zero-shot and a random agent ({args.episodes} episodes "
         f"of {args.env_id}, {args.variant_episodes} of each variant; grounding on {args.grounding_states} bot states)"
-        + (", two agents at a time" if args.eval_workers > 1 else "")
+        + (f", {args.eval_workers} agents at a time" if args.eval_workers > 1 else "")
         + f", and the episode viewers ({args.viewer_episodes} episodes per agent)"
     )
     # the longest part first (the zero-shot agent fails every 25-step episode), so that the processes end together
-    agents = [([args.model], [zero_shot], llm_kwargs), ([model_zip, "random"], [trained, "random"], None)]
+    agents = [([args.model], [zero_shot], llm_kwargs)]
+    if args.bc_episodes:
+        agents.append(([str(run_dir / CLONED)], [before], None))
+    agents.append(([model_zip, "random"], [trained, "random"], None))
     jobs = [(args, *agent, True) for agent in agents]
     jobs += [(args, *agent, False) for agent in agents] if args.variant_episodes else []
     # the viewers' episodes last: they fill the time the process that ends first would wait
@@ -280,9 +316,9 @@ def _main(args: Args) -> None:
     else:
         parts = [evaluate_part(job) for job in jobs]
         records = [record_part(job) for job in recordings]
-    # zero-shot first, then trained, then random; the training level before its variants
+    # zero-shot, before RL, after RL, random; the training level before its variants
     done = [r for part in parts for r in part]
-    order = {zero_shot: 0, trained: 1, "random": 2}
+    order = {zero_shot: 0, before: 1, trained: 2, "random": 3}
     results = sorted(done, key=lambda r: order[r.agent])  # stable: level rows stay before variant rows
 
     print("3/3 writing the results")
@@ -295,28 +331,36 @@ def _main(args: Args) -> None:
     # The main job owns <out> (results/ by default) and regenerates it on every run, as documented.
     paths = write(results, args.out, overwrite=True)
     curve = args.out / "learning_curve.png"
-    plot([run_dir], curve, window=20, title=f"{args.model} PPO on {args.env_id}")
+    plot([run_dir], curve, window=20, title=f"{args.model} {rl} on {args.env_id}")
     diagnostics = args.out / "diagnostics.png"
-    plot_diagnostics(run_dir, diagnostics, title=f"{args.model} PPO on {args.env_id}")
+    plot_diagnostics(run_dir, diagnostics, title=f"{args.model} {rl} on {args.env_id}")
     print(markdown(results))
     print()
     print(markdown_table([run_dir], bin_size=max(args.total_timesteps // 4, 1)))
     first = {r.agent: r for r in results if r.label == results[0].label}
-    b, a, rnd = first[zero_shot], first[trained], first["random"]
-    print(
-        f"success on {b.label} ({a.episodes} episodes): {b.success_rate:.2f} "
-        f"[{b.success_low:.2f}, {b.success_high:.2f}] zero-shot -> {a.success_rate:.2f} "
-        f"[{a.success_low:.2f}, {a.success_high:.2f}] trained; random agent "
-        f"{rnd.success_rate:.2f} [{rnd.success_low:.2f}, {rnd.success_high:.2f}] (Wilson 99 % intervals)"
-    )
+    z, a, rnd = first[zero_shot], first[trained], first["random"]
+
+    def interval(r: Result) -> str:
+        return f"{r.success_rate:.2f} [{r.success_low:.2f}, {r.success_high:.2f}]"
+
+    line = f"success on {z.label} ({a.episodes} episodes): {interval(z)} zero-shot -> "
     if args.bc_episodes:
-        print(ppo_part(run_dir))
+        line += f"{interval(first[before])} after cloning -> "
+    line += f"{interval(a)} trained; random agent {interval(rnd)} (Wilson 99 % intervals)"
+    print(line)
+    if args.bc_episodes:
+        print(rl_part(run_dir, rl))
+    gained, gain_line = rl_gain_verdict(results, before, trained)
+    shown = "shown" if gained else "NOT shown"
+    print(f"RL's own gain {shown} on the training level ({rl}, {args.total_timesteps} frames):")
+    print(f"  {gain_line}")
     learned, lines = learning_verdict(results, zero_shot, trained)
     print("learning shown on the training level" if learned else "learning NOT shown on the training level:")
     for line in lines:
         print(f"  {line}")
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min; results in {args.out}/:")
-    for path in [*paths.values(), curve, diagnostics, *viewers, run_dir / "episodes.csv", run_dir / "model.zip"]:
+    kept = [run_dir / CLONED] if args.bc_episodes else []
+    for path in [*paths.values(), curve, diagnostics, *viewers, run_dir / "episodes.csv", *kept, run_dir / "model.zip"]:
         print(f"  {path}")
 
 

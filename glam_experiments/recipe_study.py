@@ -75,6 +75,13 @@ ARMS: dict[str, dict[str, Any]] = {
     "chat": {"chat_template": True},
     # action score: token-normalised (TWOSOME) instead of the sum
     "token": {"normalization": "token"},
+    # critic-free group advantages (glam_algorithms): 16 envs in 2 groups of 8 episodes from one start each
+    "grpo": {"algo": "grpo", "n_envs": 16},
+    "gigpo": {"algo": "gigpo", "n_envs": 16},
+    "grpo_lm1e-4": {"algo": "grpo", "n_envs": 16, "lm_learning_rate": 1e-4},
+    "gigpo_lm1e-4": {"algo": "gigpo", "n_envs": 16, "lm_learning_rate": 1e-4},
+    "gigpo_g4": {"algo": "gigpo", "n_envs": 16, "group_size": 4},
+    "gigpo_kl": {"algo": "gigpo", "n_envs": 16, "kl_coef": 0.05},
 }
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from tqdm import TqdmExperimentalWarning
 
+from glam_algorithms import FramesProgressBar
 from glam_experiments.callbacks import CleanRLLogger
 from glam_experiments.checkpoints import Checkpointer, TrainingState, checkpoint_root, read_state
 from glam_experiments.cli import INTERRUPTED_STATUS, UsageError, flag_name
@@ -150,7 +151,7 @@ def train(
     if checkpoint_every:  # first: its last checkpoint flushes the logger before the logger closes
         all_callbacks.insert(0, Checkpointer(run_dir, checkpoint_every, logger))
     remaining = max(0, total_timesteps - done)
-    bar = ProgressBarCallback() if ranks.is_main else None
+    bar = FramesProgressBar() if ranks.is_main else None
     if remaining:
         try:
             with warnings.catch_warnings():
@@ -170,7 +171,7 @@ def train(
     return run_dir
 
 
-def _interrupted(bar: ProgressBarCallback | None, run_dir: Path, checkpoint_every: int | None, main: bool) -> None:
+def _interrupted(bar: FramesProgressBar | None, run_dir: Path, checkpoint_every: int | None, main: bool) -> None:
     """Ctrl-C: one line saying what is kept and how to go on (not a traceback and a progress bar's shutdown error)."""
     if bar is not None and getattr(bar, "pbar", None) is not None:
         bar.pbar.close()  # closed here, or the bar's thread errs at exit

@@ -6,7 +6,9 @@ MODE ``train``: stock PPO on 2 envs per rank over a tiny model; dumps each rank'
 before the first forward, the first rollout (buffer and the weights it was collected
 with), the weights after its update, and after two more updates.  ``fail``: rank 1
 raises after its first rollout.  ``target_kl``: PPO with ``target_kl`` set.  ``clone``:
-behaviour cloning of the first :data:`CLONE_EPISODES` episodes of the Minari dataset
+``gigpo``: GiGPO (with a KL penalty) on envs whose episodes are cut at a different length on
+each rank, so that the ranks' rollouts differ in size; dumps each rank's weights and frame counts.
+``clone``: behaviour cloning of the first :data:`CLONE_EPISODES` episodes of the Minari dataset
 :data:`CLONE_DATASET` (under ``$MINARI_DATASETS_PATH``), one minibatch of all their steps;
 dumps each rank's weights before and after, and the metrics.
 """
@@ -86,6 +88,17 @@ def main(model_dir: str, out: Path, mode: str) -> None:
         episodes = int(mode.split(":")[1])
         history = behaviour_clone(model, dataset, episodes=episodes, progress=False, **CLONE_ARGS)
         torch.save({"weights": state(model), "history": history}, out / f"cloned{ranks.rank}.pt")
+        close_ranks()
+        return
+    if mode == "gigpo":
+        # episodes of 4 steps on rank 0 and 7 on rank 1: rollouts of different sizes, as the same minibatch count
+        env = make_text_vec_env(ENV_ID, N_ENVS, seed, env_kwargs={"max_steps": 4 + 3 * ranks.rank})
+        config = replace(config, algo="gigpo", group_size=N_ENVS, batch_size=3, kl_coef=0.1)
+        model = config.make(env, seed=seed)
+        check_same_updates(model, ranks)
+        model.learn(3 * 7 * N_ENVS)
+        counts = {"frames": model.num_timesteps, "rollouts": model.n_rollouts, "steps": len(model.rollout_buffer)}
+        torch.save({"weights": state(model), **counts}, out / f"gigpo{ranks.rank}.pt")
         close_ranks()
         return
     check_same_updates(model, ranks)

@@ -99,6 +99,16 @@ def test_two_ranks_update_like_one_process_with_all_envs(two_rank_run: Path, tin
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_gigpo_ranks_with_rollouts_of_different_sizes_end_identical(tiny_llama: str, tmp_path: Path) -> None:
+    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), "gigpo"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    rank0, rank1 = load(tmp_path / "gigpo0.pt"), load(tmp_path / "gigpo1.pt")
+    assert rank0["steps"] != rank1["steps"]  # 4-step and 7-step episodes (the model rarely ends one early)
+    assert rank0["frames"] == rank1["frames"] and rank0["rollouts"] == rank1["rollouts"] >= 2
+    for key, value in rank0["weights"].items():
+        assert torch.equal(value, rank1["weights"][key]), key
+
+
 def test_failing_rank_ends_the_job_with_its_error(tiny_llama: str, tmp_path: Path) -> None:
     done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), "fail"], timeout=180)
     assert done.returncode != 0

@@ -36,6 +36,8 @@ NOT_RUN: dict[str, str] = {
     r"^python benchmarks/": "measurements of minutes each: `make bench`; tests never time anything",
     r"recipe_study\.sh": "the recipe study: 15 CPU-minutes per arm and seed",
     r"bc_study\.sh": "the cloning study: about 2.5 hours on 2 cores",
+    r"group_study\.sh": "the group-advantage study: about 20 CPU-minutes per arm and seed",
+    r"group_study_report\.py": "reads the group-advantage study's runs, which only group_study.sh writes",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 1 h 35 min per seed on 2 cores",
@@ -53,6 +55,7 @@ TINY: dict[str, dict[str, str]] = {
     "examples/train_llm_ppo.py": {
         "--total-timesteps": "16",
         "--n-envs": "2",
+        "--group-size": "2",
         "--n-steps": "8",
         "--batch-size": "8",
         "--n-epochs": "1",
@@ -67,6 +70,7 @@ TINY: dict[str, dict[str, str]] = {
     "glam_experiments.main_job": {
         "--total-timesteps": "16",
         "--n-envs": "2",
+        "--group-size": "2",
         "--n-steps": "8",
         "--batch-size": "8",
         "--n-epochs": "1",
@@ -86,6 +90,7 @@ TINY: dict[str, dict[str, str]] = {
         "--bc-batch-size": "4",
         "--ppo-timesteps": "16",
         "--n-envs": "2",
+        "--group-size": "2",
         "--n-steps": "8",
         "--batch-size": "8",
         "--n-epochs": "1",

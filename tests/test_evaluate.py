@@ -188,9 +188,10 @@ def test_evaluation_is_reproducible(tiny_llama: str) -> None:
     assert first == second
 
 
-def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str) -> None:
-    """Stateless policies only see the envs still short of their quota; the episodes played
-    and their outcomes are those of stepping every env."""
+def test_finished_envs_and_seen_prompts_are_not_scored_and_results_are_unchanged(tiny_llama: str) -> None:
+    """Stateless policies only see the envs still short of their quota, and a language model scores
+    each prompt once (PromptScoreCache); the episodes played and their outcomes are those of
+    stepping every env and scoring every step."""
     from glam_experiments.evaluate import load_agent, run_episodes
 
     class Opaque:  # hides the policy, so run_episodes cannot slice
@@ -205,13 +206,15 @@ def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str)
         env.seed(5)
         agent = load_agent(tiny_llama, env)
         batch_sizes = []
-        original = agent._predict  # a zero-shot LM is an untrained LLMPolicy
+        # a zero-shot LM is an untrained LLMPolicy: predict() scores through _predict, the cache directly
+        name = "_predict" if wrap else "action_probabilities"
+        original = getattr(agent, name)
 
         def spy(obs, *args, **kwargs):
             batch_sizes.append(len(obs["mission"]))
             return original(obs, *args, **kwargs)
 
-        agent._predict = spy
+        setattr(agent, name, spy)
         played = run_episodes(Opaque(agent) if wrap else agent, env, episodes=4, deterministic=True)
         return played, batch_sizes
 
@@ -220,7 +223,29 @@ def test_finished_envs_are_not_scored_and_results_are_unchanged(tiny_llama: str)
     np.testing.assert_array_equal(sliced_s, full_s)
     np.testing.assert_allclose(sliced_r, full_r)
     assert len(sliced_s) == 4
-    assert set(full_sizes) == {3} and min(sliced_sizes) == 1  # env 0 plays 2 episodes, the others 1
+    assert set(full_sizes) == {3} and max(sliced_sizes) <= 3
+    assert sum(sliced_sizes) < sum(full_sizes)  # finished envs and prompts seen before are not scored
+
+
+def test_prompt_cache_scores_each_prompt_once_and_samples_every_step(tiny_llama: str) -> None:
+    from glam_experiments.evaluate import PromptScoreCache, load_agent
+
+    env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
+    agent = load_agent(tiny_llama, env)
+    cache = PromptScoreCache(agent)
+    obs = env.reset()
+    twice = {k: np.concatenate([v, v]) for k, v in obs.items()}
+    actions = cache.actions(twice, deterministic=True)
+    assert cache.misses == 2 and cache.hits == 2 and actions[0] == actions[2] and actions[1] == actions[3]
+    np.testing.assert_array_equal(actions[:2], agent.predict(obs, deterministic=True)[0])
+    import torch
+
+    torch.manual_seed(0)
+    sampled = np.concatenate([cache.actions(obs) for _ in range(200)])
+    assert cache.misses == 2  # no new prompt
+    probs = agent.action_probabilities(agent.obs_to_tensor(obs)[0])[0].numpy()
+    frequencies = np.bincount(sampled[::2], minlength=len(probs)) / 200
+    assert np.abs(frequencies - probs).max() < 0.12  # sampled from the policy's distribution
 
 
 def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:

@@ -118,7 +118,7 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
     pytest.importorskip("minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # the bot's episodes, recorded by the job
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
-    args += ["--bc-episodes", "6"]  # cloned over the two ranks, then PPO
+    args += ["--bc-episodes", "6", "--group-size", "2"]  # cloned over the two ranks, then GiGPO
     args += [
         "--n-steps",
         "16",
@@ -146,12 +146,15 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
         assert (tmp_path / name).exists(), name
     (run_dir,) = (tmp_path / "training").iterdir()
     assert (run_dir / "model.zip").exists() and (run_dir / "episodes.csv").exists()
+    assert (run_dir / "cloned.zip").exists()  # the agent before its RL stage
     assert (run_dir / "grounding.csv").exists()  # measured by rank 0 of the two training processes
     assert (tmp_path / "minari" / "babyai-text" / "PickUpS5N2" / "bot-v0").is_dir()
     table = (tmp_path / "evaluation.md").read_text()
-    assert "zero-shot" in table and "after cloning 6 bot episodes + 64 PPO steps" in table and "random" in table
-    assert "behaviour cloning of 6 bot episodes, then PPO" in printed
-    assert "PPO's part, on the training-time bot states: bot agreement" in printed and "after cloning ->" in printed
+    assert "zero-shot" in table and "after cloning 6 bot episodes + 64 GiGPO steps" in table and "random" in table
+    assert "after cloning 6 bot episodes: success" in table  # the agent before RL, on the same episodes
+    assert "behaviour cloning of 6 bot episodes, then GiGPO" in printed
+    assert "GiGPO's part, on the training-time bot states: bot agreement" in printed and "after cloning ->" in printed
+    assert "RL's own gain" in printed and "after-RL 99 % interval above before-RL's" in printed
     assert "| test (grounding) | best constant |" in table
     assert "zero-shot ->" in printed and "trained; random agent" in printed
     assert "learning NOT shown" in printed or "learning shown" in printed
@@ -192,6 +195,19 @@ def test_learning_verdict_needs_every_criterion() -> None:
         [result("z", 0.0, 0.05), result("t", 0.2, 0.5, **grounded), result("random", 0.1, 0.3)], "z", "t"
     )
     assert not ok and lines[0].startswith("NOT met: trained 99 % interval above random's")
+
+
+def test_rl_gain_verdict_needs_the_intervals_apart() -> None:
+    from glam_experiments.evaluate import Result
+    from glam_experiments.main_job import rl_gain_verdict
+
+    def result(agent: str, low: float, high: float) -> Result:
+        return Result(agent, "(a) no change", "env", 200, (low + high) / 2, 0.0, low, high, 0.0, 0.0)
+
+    shown, line = rl_gain_verdict([result("before", 0.26, 0.43), result("after", 0.45, 0.62)], "before", "after")
+    assert shown and line.startswith("met: after-RL 99 % interval above before-RL's") and "gain +0.19" in line
+    shown, line = rl_gain_verdict([result("before", 0.26, 0.43), result("after", 0.39, 0.57)], "before", "after")
+    assert not shown and line.startswith("NOT met")
 
 
 @pytest.mark.slow

@@ -11,13 +11,14 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_experiments")
+PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_algorithms", "glam_experiments")
 #: what each package may import from ours
 ALLOWED = {
     "babyai_text": set(),
     "llm_policy": {"babyai_text"},
     "glam_baselines": {"babyai_text"},
-    "glam_experiments": {"babyai_text", "llm_policy", "glam_baselines"},
+    "glam_algorithms": set(),
+    "glam_experiments": {"babyai_text", "llm_policy", "glam_baselines", "glam_algorithms"},
 }
 #: third-party imports of the environments package (its install_requires)
 ENV_THIRD_PARTY = {"gymnasium", "minigrid", "numpy"}
