@@ -202,8 +202,8 @@ GLAM_LLM_PPO = LLMPPOConfig(
 )
 
 
-#: The main job's recipe since the group-advantage study (docs/results.md#group-advantages-study): GiGPO on
-#: groups of 8 episodes (8 envs per process), no critic, the LM's top two blocks at 1e-4.
+#: The group-advantage study's recipe (docs/results.md#group-advantages-study): GiGPO on groups of 8 episodes
+#: (8 envs per process), no critic, the LM's top two blocks at 1e-4.
 GIGPO_LLM = LLMPPOConfig(algo="gigpo", lm_learning_rate=1e-4)
 
 

@@ -1,10 +1,11 @@
 """The main job: train the default LLM agent (SmolLM2-135M) on the small PickUp level — behaviour
-cloning of 100 of the BabyAI bot's episodes, then online RL (GiGPO, :mod:`glam_algorithms`) — and
-compare the agent before its RL stage with the agent after it, its zero-shot self and a random
-agent on that level (success and the grounding diagnostics) and on its generalization variants.
-``--bc-episodes 0`` trains with RL alone (from the pretrained model); ``--algo ppo`` with PPO.
+cloning of 1,000 of the BabyAI bot's episodes, then an online RL stage (PPO; ``--algo gigpo`` or
+``grpo``: :mod:`glam_algorithms`) — and compare the agent before its RL stage with the agent after
+it, its zero-shot self and a random agent on that level (success and the grounding diagnostics)
+and on its generalization variants.  ``--bc-episodes 0`` trains with RL alone (from the
+pretrained model).
 
-    python -m glam_experiments.main_job [--bc-episodes 100] [--total-timesteps N] [--episodes 200] [--out results]
+    python -m glam_experiments.main_job [--bc-episodes 1000] [--algo ppo] [--total-timesteps N] [--out results]
 
 Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot, before RL, after RL and random,
 success with 99 % CIs per test, bot agreement and state dependence), ``learning_curve.png``
@@ -38,7 +39,7 @@ import tyro
 
 from babyai_text.prompt import PromptTemplate
 from glam_experiments.cli import UsageError, require_at_least, run_command
-from glam_experiments.configs import GIGPO_LLM, LLMPPOConfig
+from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
 from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
 from glam_experiments.recording import EpisodeRecord, record_episodes
@@ -57,22 +58,18 @@ CLONED = "cloned.zip"
 
 @dataclass
 class Args(LLMPPOConfig):
-    """The RL and policy flags are :class:`LLMPPOConfig`'s, with :data:`GIGPO_LLM`'s defaults."""
-
-    algo: str = GIGPO_LLM.algo
-    """the RL stage: gigpo | grpo (critic-free group advantages) | ppo"""
-    lm_learning_rate: float | None = GIGPO_LLM.lm_learning_rate
-    """the LM's rate in the RL stage"""
+    """The RL and policy flags are :class:`LLMPPOConfig`'s (whose defaults are this job's); ``--algo gigpo
+    --lm-learning-rate 1e-4`` is :data:`~glam_experiments.configs.GIGPO_LLM`, the group-advantage study's."""
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
     """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
-    total_timesteps: int = 3200
+    total_timesteps: int = 512
     """env-steps of the RL stage (all ranks together), after cloning"""
-    bc_episodes: int = 100
+    bc_episodes: int = 1000
     """the BabyAI bot's episodes cloned before RL (0: RL from the pretrained model alone): the first N of the
     Minari dataset babyai-text/<level>/bot-v0, recorded on first use with seeds 0..N-1 (below --eval-seed: no
     evaluation episode is cloned); docs/behaviour_cloning.md"""
-    bc_epochs: int = 5
+    bc_epochs: int = 1
     """passes over the demonstrations"""
     bc_learning_rate: float = 3e-4
     """the LM's rate while cloning (the value head's scaled alike)"""

@@ -118,7 +118,7 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
     pytest.importorskip("minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # the bot's episodes, recorded by the job
     args = ["--model", tiny_llama, "--total-timesteps", "64", "--episodes", "2", "--n-envs", "2", "--eval-envs", "2"]
-    args += ["--bc-episodes", "6", "--group-size", "2"]  # cloned over the two ranks, then GiGPO
+    args += ["--bc-episodes", "6", "--algo", "gigpo", "--group-size", "2"]  # cloned over the two ranks, then GiGPO
     args += [
         "--n-steps",
         "16",
