@@ -13,8 +13,12 @@ class FramesProgressBar(ProgressBarCallback):
     (:class:`glam_algorithms.GiGPO`); for PPO both bars are the same.
     """
 
+    def _on_training_start(self) -> None:
+        super()._on_training_start()  # the bar's total: the frames left, from where learn() starts
+        self._start = self.model.num_timesteps
+
     def _on_step(self) -> bool:
-        self.pbar.update(self.num_timesteps - self.pbar.n)
+        self.pbar.update(self.num_timesteps - self._start - self.pbar.n)
         return True
 
 
