@@ -292,7 +292,7 @@ def test_the_flag_rewrite_keeps_the_command() -> None:
     command = ".venv/bin/python examples/train_llm_ppo.py --total-timesteps 4096 --checkpoint-every 10"
     assert tiny(command) == (
         ".venv/bin/python examples/train_llm_ppo.py --total-timesteps 16 --checkpoint-every 10 --n-envs 2 "
-        "--n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
+        "--group-size 2 --n-steps 8 --batch-size 8 --n-epochs 1 --grounding-states 4"
     )
     assert "n_envs:2 n_steps:8" in tiny("python -m rl_zoo3.train --algo ppo -params n_envs:8")
 
