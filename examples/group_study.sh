@@ -5,6 +5,7 @@
 #   gigpo  GiGPO, 16 envs in 2 groups of 8 episodes from one start, the LM at 1e-4
 #   grpo   GRPO, the same
 #   ppo    PPO, LLMPPOConfig's recipe (8 envs x 16 steps, critic on detached features, rewards x20, LM 3e-5)
+#   ppo_warmup  the same, its critic first fitted to the cloned policy's own returns (4 updates, the LM frozen)
 # and keeps the cloned agent (cloned.zip, before RL) beside the trained one (model.zip).  Every agent, and
 # a random one, is then measured on the main job's evaluation episodes (200, seed 1000) and 200 bot states;
 # the report pairs each run with its seed's cloned agent.
@@ -29,6 +30,7 @@ flags() {  # the RL stage's flags of an arm
     case $1 in
         gigpo | grpo) echo "--algo $1 --n-envs 16 --group-size 8 --lm-learning-rate 1e-4" ;;
         ppo) echo "--algo ppo" ;;
+        ppo_warmup) echo "--algo ppo --critic-warmup 4" ;;
         *) echo "unknown arm $1" >&2; exit 2 ;;
     esac
 }

@@ -37,6 +37,7 @@ LOSS_TAGS = {
     # the group-advantage algorithms' (glam_algorithms)
     "train/reference_kl": "losses/reference_kl",
     "train/rollout_steps": "charts/rollout_steps",
+    "train/skipped_updates": "charts/skipped_updates",
 }
 #: logger keys written to TensorBoard under their own name (glam_algorithms' statistics of each rollout's groups)
 OWN_NAME_PREFIXES = ("group/",)

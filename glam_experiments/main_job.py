@@ -41,7 +41,7 @@ from babyai_text.prompt import PromptTemplate
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
-from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
+from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, wilson_bounds, write
 from glam_experiments.recording import EpisodeRecord, record_episodes
 from glam_experiments.viewer import write_gif, write_html
 
@@ -194,12 +194,29 @@ def rl_gain_verdict(results: list[Result], before: str, after: str) -> tuple[boo
     first = {r.agent: r for r in results if r.label == results[0].label}
     a, b = first[after], first[before]
     shown = a.success_low > b.success_high
-    return shown, (
+    line = (
         f"{'met' if shown else 'NOT met'}: after-RL 99 % interval above before-RL's: {a.success_rate:.2f} "
         f"[{a.success_low:.2f}, {a.success_high:.2f}] {'>' if shown else 'vs'} {b.success_rate:.2f} "
         f"[{b.success_low:.2f}, {b.success_high:.2f}] ({a.episodes} episodes; "
         f"gain {a.success_rate - b.success_rate:+.2f})"
     )
+    if not shown:
+        needed = separating_rate(b.success_high, a.episodes)
+        line += (
+            f"; on {a.episodes} episodes an after-RL success of {needed:.2f} or more would show it"
+            if needed is not None
+            else f"; no success rate on {a.episodes} episodes would show it"
+        )
+    return shown, line
+
+
+def separating_rate(high: float, episodes: int) -> float | None:
+    """The smallest success rate on ``episodes`` episodes whose Wilson 99 % interval lies above ``high``
+    (``None``: not even all successes)."""
+    for successes in range(episodes + 1):
+        if wilson_bounds(successes, episodes)[0] > high:
+            return successes / episodes
+    return None
 
 
 def learning_verdict(results: list[Result], zero_shot: str, trained: str) -> tuple[bool, list[str]]:

@@ -40,19 +40,22 @@ def launch(command: list[str]) -> subprocess.Popen[str]:
 def kill_after(proc: subprocess.Popen[str], runs: Path, frames: int, timeout: float = 180) -> Path:
     """SIGKILL ``proc``'s whole session once its run has a checkpoint at ``frames`` or later and
     has logged a rollout after its newest checkpoint (which the resumed run must hide);
-    returns the run folder."""
+    returns the run folder.  The session is frozen (SIGSTOP) while the run's files are read, so
+    that no checkpoint lands between the check and the kill."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"  # type: ignore[union-attr]
         pointers = list(runs.glob("*/checkpoints/latest"))
         if pointers:
-            saved = int(pointers[0].read_text().split("-")[1])
             run_dir = pointers[0].parents[1]
+            os.killpg(proc.pid, signal.SIGSTOP)
+            saved = int(pointers[0].read_text().split("-")[1])
             if saved >= frames and max(scalar_steps(run_dir, "charts/SPS"), default=0) > saved:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
                 return run_dir
-        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"  # type: ignore[union-attr]
-        time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("no checkpoint appeared")
 

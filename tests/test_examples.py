@@ -198,8 +198,8 @@ def test_learning_verdict_needs_every_criterion() -> None:
 
 
 def test_rl_gain_verdict_needs_the_intervals_apart() -> None:
-    from glam_experiments.evaluate import Result
-    from glam_experiments.main_job import rl_gain_verdict
+    from glam_experiments.evaluate import Result, wilson_bounds
+    from glam_experiments.main_job import rl_gain_verdict, separating_rate
 
     def result(agent: str, low: float, high: float) -> Result:
         return Result(agent, "(a) no change", "env", 200, (low + high) / 2, 0.0, low, high, 0.0, 0.0)
@@ -208,6 +208,10 @@ def test_rl_gain_verdict_needs_the_intervals_apart() -> None:
     assert shown and line.startswith("met: after-RL 99 % interval above before-RL's") and "gain +0.19" in line
     shown, line = rl_gain_verdict([result("before", 0.26, 0.43), result("after", 0.39, 0.57)], "before", "after")
     assert not shown and line.startswith("NOT met")
+    needed = separating_rate(0.43, 200)
+    assert needed is not None and wilson_bounds(needed * 200, 200)[0] > 0.43 >= wilson_bounds(needed * 200 - 1, 200)[0]
+    assert line.endswith(f"an after-RL success of {needed:.2f} or more would show it")
+    assert separating_rate(0.99, 10) is None  # 10 successes of 10: a lower bound of 0.59
 
 
 @pytest.mark.slow

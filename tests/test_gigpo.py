@@ -190,6 +190,20 @@ def test_the_loss_falls_on_a_fixed_batch() -> None:
     assert losses[-1] < losses[0], losses
 
 
+def test_a_rollout_without_signal_leaves_the_policy_alone() -> None:
+    model = GiGPO("MlpPolicy", corridor_env(8), group_size=4, n_rounds=4, learning_rate=1e-3, seed=1)
+    model.learn(1)  # one update: Adam now has momentum
+    assert model.n_skipped_updates == 0
+    model.rollout_buffer.advantages[:] = 0.0  # every group's returns equal
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.train()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    assert model.n_skipped_updates == 1
+    model.ent_coef = 0.01  # an entropy bonus is something to learn from
+    model.train()
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
 def test_subproc_vec_env_and_frames_counted() -> None:
     model = GRPO("MlpPolicy", corridor_env(4, subproc=True), group_size=2, seed=0)
     ended, played = [], []

@@ -183,6 +183,8 @@ class GiGPO(PPO):
         self.max_episode_steps = max_episode_steps
         #: rollouts collected so far (saved with the model: a resumed run continues the count)
         self.n_rollouts = 0
+        #: rollouts not trained on (no advantage, entropy or KL term to learn from)
+        self.n_skipped_updates = 0
         self.reference: ReferenceParameters | None = None
         self.reference_taken = False
         self._frames_remainder = 0
@@ -421,12 +423,30 @@ class GiGPO(PPO):
             most = int(count.item())
         return max(1, math.ceil(most / self.batch_size))
 
+    def _has_signal(self, buffer: EpisodeGroupBuffer) -> bool:
+        """Whether the loss can have a gradient on some rank: a non-zero advantage, or an entropy or KL term.  An
+        update without one would still move the policy (Adam's momentum from earlier updates), on no evidence."""
+        if self.ent_coef != 0.0 or self.kl_coef != 0.0:
+            return True
+        signal = torch.tensor([float(np.any(buffer.advantages != 0.0))])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if dist.get_backend() == "nccl":
+                signal = signal.cuda()
+            dist.all_reduce(signal, op=dist.ReduceOp.MAX)
+        return bool(signal.item() > 0)
+
     def train(self) -> None:
-        """PPO's clipped surrogate (and entropy bonus, and KL penalty) over ``n_epochs`` passes; no value loss."""
+        """PPO's clipped surrogate (and entropy bonus, and KL penalty) over ``n_epochs`` passes; no value loss.
+        A rollout whose groups all had equal returns (every advantage 0) on every rank is not trained on."""
+        buffer: EpisodeGroupBuffer = self.rollout_buffer  # type: ignore[assignment]
+        self.logger.record("train/rollout_steps", len(buffer.actions))
+        if not self._has_signal(buffer):
+            self.n_skipped_updates += 1
+            self.logger.record("train/skipped_updates", self.n_skipped_updates)
+            return
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
-        buffer: EpisodeGroupBuffer = self.rollout_buffer  # type: ignore[assignment]
         n_minibatches = self._n_minibatches(len(buffer.actions))
         pg_losses, entropy_losses, kls, clip_fractions, approx_kls, losses = [], [], [], [], [], []
         continue_training = True
@@ -479,7 +499,6 @@ class GiGPO(PPO):
             self.logger.record("train/reference_kl", np.mean(kls))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
-        self.logger.record("train/rollout_steps", len(buffer.actions))
 
     def learn(
         self: SelfGiGPO,
