@@ -51,6 +51,19 @@ def _take(obs: np.ndarray | dict[str, np.ndarray], idx: np.ndarray) -> np.ndarra
     return obs[idx]
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(value: int, op: dist.ReduceOp.RedOpType) -> int:
+    """``value`` reduced over the ranks (on the GPU under NCCL, which reduces nothing else)."""
+    tensor = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=op)
+    return int(tensor.item())
+
+
 def observation_bytes(obs: Any) -> list[Hashable]:
     """One key per observation of a batch: its raw values (every key of a dict observation)."""
     parts = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [obs]
@@ -390,14 +403,10 @@ class GiGPO(PPO):
     def _count_frames(self, start: int) -> None:
         """Every rank counts the frames of all ranks (divided by their number, as SB3's ``learn`` expects), so
         that all stop after the same rollout."""
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not _distributed():
             return
         world = dist.get_world_size()
-        frames = torch.tensor([self.num_timesteps - start], dtype=torch.int64)
-        if dist.get_backend() == "nccl":
-            frames = frames.cuda()
-        dist.all_reduce(frames)
-        total = int(frames.item()) + self._frames_remainder
+        total = _all_reduce(self.num_timesteps - start, dist.ReduceOp.SUM) + self._frames_remainder
         self.num_timesteps = start + total // world
         self._frames_remainder = total % world
 
@@ -414,13 +423,7 @@ class GiGPO(PPO):
     # --- update --------------------------------------------------------------------------
 
     def _n_minibatches(self, steps: int) -> int:
-        most = steps
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            count = torch.tensor([steps], dtype=torch.int64)
-            if dist.get_backend() == "nccl":
-                count = count.cuda()
-            dist.all_reduce(count, op=dist.ReduceOp.MAX)
-            most = int(count.item())
+        most = _all_reduce(steps, dist.ReduceOp.MAX) if _distributed() else steps
         return max(1, math.ceil(most / self.batch_size))
 
     def _has_signal(self, buffer: EpisodeGroupBuffer) -> bool:
@@ -428,12 +431,8 @@ class GiGPO(PPO):
         update without one would still move the policy (Adam's momentum from earlier updates), on no evidence."""
         if self.ent_coef != 0.0 or self.kl_coef != 0.0:
             return True
-        signal = torch.tensor([float(np.any(buffer.advantages != 0.0))])
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            if dist.get_backend() == "nccl":
-                signal = signal.cuda()
-            dist.all_reduce(signal, op=dist.ReduceOp.MAX)
-        return bool(signal.item() > 0)
+        signal = int(np.any(buffer.advantages != 0.0))
+        return bool(_all_reduce(signal, dist.ReduceOp.MAX) if _distributed() else signal)
 
     def train(self) -> None:
         """PPO's clipped surrogate (and entropy bonus, and KL penalty) over ``n_epochs`` passes; no value loss.
