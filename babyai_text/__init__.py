@@ -38,6 +38,7 @@ from babyai_text.wrappers import MinigridObservation, mission_word_dict
 
 register_babyai_text_envs()
 
+#: the version of the whole distribution (glam-rl): setup.cfg reads it from here
 __version__ = "0.1.0"
 
 __all__ = [

@@ -6,7 +6,7 @@ any save during training) on ``BabyAI-Text-GoToS5N2-v0``, CPU.  For each mode (`
 (weights) and ``policy.optimizer.pth`` (Adam's state) members, the checkpoint folder's
 size (:func:`glam_experiments.checkpoints.save_checkpoint`), the times ``model.save`` and
 ``PPO.load`` took, and whether the loaded agent gives the same action probabilities.  Where
-the policy has ``frozen_tensors`` (the code since issue 19) it also times the content hash
+the policy has ``frozen_tensors`` (compact saves) it also times the content hash
 of the frozen base weights (what a LoRA or top-k save names its base model by; best of 3,
 over the distinct bytes hashed: tied embeddings count once).
 
@@ -59,7 +59,7 @@ def measure(mode: str, model_name: str, workdir: Path) -> dict[str, float | str]
     probs = agent.policy.action_probabilities(obs)
 
     row: dict[str, float | str] = {"mode": mode}
-    if hasattr(agent.policy, "frozen_tensors"):  # the code after issue 19: time the base weights' hash
+    if hasattr(agent.policy, "frozen_tensors"):  # compact saves: time the base weights' hash
         from llm_policy.saving import frozen_weights_hash
 
         frozen = agent.policy.frozen_tensors()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learning from the bot (issue 20, docs/results.md): behaviour cloning on 100 and 1,000 of the
+# Learning from the bot (docs/results.md): behaviour cloning on 100 and 1,000 of the
 # bot's demonstrations, PPO alone, and cloning then PPO, on the main job's level, seeds 1 and 2,
 # two runs at a time with one thread each (the 2-core machine).  Every arm is measured on the
 # main job's 100 evaluation episodes and 300 bot states (seed 1000): its zero-shot and random

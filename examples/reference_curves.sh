@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reference learning curves (issue 18, item 5): the LLM agent with the main job's recipe beside
+# Reference learning curves: the LLM agent with the main job's recipe beside
 # Symbolic-PPO and DRRN at equal PPO frames on the main job's level, 3 seeds each, then the table
 # "expected success at N frames" (mean ± sd over seeds, training episodes per bin) and the figure;
 # then every final agent, the random agent and the zero-shot model on the main job's evaluation

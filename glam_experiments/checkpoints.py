@@ -6,7 +6,7 @@ counters) and ``state.json`` (the frames over all ranks, the algorithm's class a
 logger's success window).  An :class:`~llm_policy.LLMPolicy` that trains part of its LM
 (``finetune="lora"``, ``"top_k"``, ``"frozen"``) saves that part and its value head only,
 and names its frozen base weights by model name and content hash (:mod:`llm_policy.saving`):
-a top-2 checkpoint of SmolLM2-135M is 105 MB instead of 615 MB, and resuming refuses base
+a fraction of the full model's size (docs/benchmarks.md), and resuming refuses base
 weights that changed since (``BaseWeightsMismatchError``).  It is written under a
 temporary name and renamed when complete, and ``<run_dir>/checkpoints/latest`` names the
 newest one, so a run killed at any instant (preemption, ``SIGKILL``) leaves a complete

@@ -81,10 +81,10 @@ class LLMPPOConfig(PPOConfig):
     top_k: int = 2
     """blocks trained with finetune top_k"""
     lm_learning_rate: float | None = 3e-5
-    """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6; at 1e-4
-    PPO moved the policy by an approx KL of 0.1 per update, docs/results.md#recipe-study)"""
+    """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6;
+    docs/results.md#recipe-study)"""
     prompt_history: int | None = 1
-    """observations in the prompt (GLAM: 3); one makes PPO 2.7x faster on CPU (docs/benchmarks.md)"""
+    """observations in the prompt (GLAM: 3); one makes the prompts, and so PPO's steps, shorter (docs/benchmarks.md)"""
     chat_template: bool = False
     """the prompt in the model's chat format (actions in the system turn, each action the assistant's answer);
     False: GLAM's plain prompt"""

@@ -47,7 +47,7 @@ from glam_experiments.viewer import write_gif, write_html
 
 #: how the job names each RL algorithm in its output
 ALGO_NAMES = {"ppo": "PPO", "grpo": "GRPO", "gigpo": "GiGPO"}
-#: What the main job calls learning, beside non-overlapping 99 % intervals (issue 18).
+#: What the main job calls learning, beside non-overlapping 99 % intervals.
 MIN_AGREEMENT_GAIN = 0.15
 MIN_STATE_DEPENDENCE = 0.15
 
@@ -67,7 +67,7 @@ class Args(LLMPPOConfig):
     group_size: int = GIGPO_LLM.group_size
     ent_coef: float = GIGPO_LLM.ent_coef
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
-    """training level, evaluated with its generalization variants (a random agent succeeds 14 % on PickUpS5N2)"""
+    """training level, evaluated with its generalization variants"""
     total_timesteps: int = 6000
     """env-steps of the RL stage (all ranks together), after cloning"""
     bc_episodes: int = 100
@@ -82,7 +82,7 @@ class Args(LLMPPOConfig):
     """weight of the value head's fit to the bot's returns while cloning (0: none; with --algo ppo, PPO's critic
     then learns the cloned policy's own values)"""
     nproc: int = 2
-    """training processes (torchrun, gloo): 2 use both cores of a 2-core CPU, 1.5x the frames of one process"""
+    """training processes (torchrun, gloo, one thread each)"""
     episodes: int = 200
     """evaluation episodes of the training level per agent (the same seeded episodes for every agent)"""
     variant_episodes: int = 5

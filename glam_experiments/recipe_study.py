@@ -15,7 +15,7 @@ bot states from seeds no training env used.  It writes ``<out>/<arm>/seed<k>/res
 a Markdown table over all results, one row per arm: mean ± sd over seeds.
 
 With ``--bc-dataset`` the arm first clones a Minari dataset of demonstrations
-(:func:`glam_experiments.behaviour_cloning.behaviour_clone`, issue 20), then trains with PPO
+(:func:`glam_experiments.behaviour_cloning.behaviour_clone`), then trains with PPO
 for ``--frames`` (0: cloning alone); ``--name`` names its folder and row.
 """
 
@@ -337,7 +337,7 @@ def _main(argv: list[str]) -> None:
     run.add_argument("--out", type=Path, default=Path("studies/recipes"))
     run.add_argument("--eval-seed", type=int, default=5000, help="seeds the evaluation episodes and bot states")
     run.add_argument("--name", help="the arm's folder and report row (default: --arm)")
-    run.add_argument("--bc-dataset", help="clone this Minari dataset of demonstrations before PPO (issue 20)")
+    run.add_argument("--bc-dataset", help="clone this Minari dataset of demonstrations before PPO")
     run.add_argument("--bc-episodes", type=int, help="clone the dataset's first N episodes (default: all)")
     run.add_argument("--bc-epochs", type=int, default=3)
     run.add_argument("--bc-learning-rate", type=float, help="the LM's rate while cloning (default: PPO's)")

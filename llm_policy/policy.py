@@ -449,7 +449,7 @@ class LLMPolicy(ActorCriticPolicy):
     def load_state_dict(  # type: ignore[override]
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> _IncompatibleKeys:
-        """Load a state dict from :meth:`state_dict`, or a whole one (saves from before issue 19).
+        """Load a state dict from :meth:`state_dict`, or a whole one (saves that held every weight).
 
         A state dict saved without its frozen weights keeps this policy's: they must hash to
         the saved record's hash, else :class:`~llm_policy.saving.BaseWeightsMismatchError`

@@ -43,7 +43,7 @@ NOT_RUN: dict[str, str] = {
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 1 h 35 min per seed on 2 cores",
     r"curves studies/reference": "reads the reference run, which only reference_curves.sh writes",
-    r"default_settings_run\.py": "issue 9's check of every LLMPolicy default: full fine-tuning of SmolLM2, "
+    r"default_settings_run\.py": "the check of every LLMPolicy default: full fine-tuning of SmolLM2, "
     "minutes per update on a CPU (tests/test_examples.py runs the script on a tiny model)",
     r"recipe_study report": "reads the recipe study's results (studies/recipes), which only the study writes",
     r"--agent SmolLM2-135M-Instruct .*--suite balrog": "BALROG's 100-step episodes with two LLM agents: minutes "

@@ -112,3 +112,18 @@ def test_test_scaffolding_is_not_in_the_packages() -> None:
     assert not (REPO / "llm_policy" / "tiny_models.py").exists()
     for name, path in _modules().items():
         assert "tests" not in {i.split(".")[0] for i in _imports(path, top_level_only=False)}, name
+
+
+def test_the_version_has_one_home() -> None:
+    import configparser
+    from importlib.metadata import version
+
+    import babyai_text
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    assert config["metadata"]["version"] == "attr: babyai_text.__version__"
+    assert version("glam-rl") == babyai_text.__version__
+    inits = [p for p in REPO.glob("*/__init__.py") if p.parent.name != "babyai_text"]
+    others = [p for p in inits if "__version__ =" in p.read_text()]
+    assert not others, f"a second version in {others}"

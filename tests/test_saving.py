@@ -110,7 +110,7 @@ def frozen_bytes(policy: LLMPolicy) -> int:
 def test_lora_save_leaves_the_base_out(tiny_llama: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     agent = trained(tiny_llama, "lora")
     agent.save(tmp_path / "agent.zip")
-    with monkeypatch.context() as patch:  # the save format before issue 19: every weight
+    with monkeypatch.context() as patch:  # the save format before compact saves: every weight
         patch.setattr(LLMPolicy, "state_dict", nn.Module.state_dict)
         agent.save(tmp_path / "whole.zip")
 
@@ -164,7 +164,7 @@ def test_old_whole_state_saves_still_load(tiny_llama: str, tmp_path: Path, monke
     agent = trained(tiny_llama, "lora")
     obs = obs_of(agent.policy)
     probs = agent.policy.action_probabilities(obs)
-    with monkeypatch.context() as patch:  # the save format before issue 19: every weight
+    with monkeypatch.context() as patch:  # the save format before compact saves: every weight
         patch.setattr(LLMPolicy, "state_dict", nn.Module.state_dict)
         agent.save(tmp_path / "old.zip")
     assert any("base_layer" in k for k in zip_member(tmp_path / "old.zip", "policy.pth"))
@@ -208,7 +208,7 @@ def test_policy_save_pickle_and_deepcopy(tiny_llama: str, tmp_path: Path, monkey
     alone = LLMPolicy.load(tmp_path / "policy.pt")
     torch.testing.assert_close(alone.action_probabilities(obs), probs, atol=0, rtol=0)
     pickled = pickle.dumps(policy)
-    with monkeypatch.context() as patch:  # pickled with every weight, as before issue 19
+    with monkeypatch.context() as patch:  # pickled with every weight, as before compact saves
         patch.setattr(LLMPolicy, "state_dict", nn.Module.state_dict)
         whole = pickle.dumps(policy)
     assert len(pickled) < len(whole) - frozen_bytes(policy) * 0.9  # the base weights are not in the pickle
