@@ -45,8 +45,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 
+# the commands whose figures docs/benchmarks.md reports, in its order (CPU; its GPU section's
+# commands are the same scripts with --device cuda)
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
-	$(PY) benchmarks/scoring_throughput.py
+	$(PY) benchmarks/scoring_throughput.py --repeats 5
 	$(PY) benchmarks/ppo_throughput.py --micro-batch 16
-	$(PY) benchmarks/ppo_throughput.py --modes top_k --envs 8 --epochs 4 --prompt-history 3 1
+	$(PY) benchmarks/ppo_throughput.py --modes lora --micro-batch 8
+	$(PY) benchmarks/ppo_throughput.py --modes top_k --envs 8 --steps 16 --batch-size 64 --epochs 4 --prompt-history 3 1
+	$(PY) benchmarks/distributed_throughput.py --frames 512

@@ -39,6 +39,7 @@ NOT_RUN: dict[str, str] = {
     r"group_study\.sh": "the group-advantage study: about 20 CPU-minutes per arm and seed",
     r"group_study_report\.py": "reads the group-advantage study's runs, which only group_study.sh writes",
     r"gigpo_frames_study\.sh": "GiGPO's gain against frames: about 75 minutes on 2 cores",
+    r"main_job_seeds\.sh": "the main job's RL stage with more seeds: about 20 minutes per seed on 2 cores",
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 1 h 35 min per seed on 2 cores",

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job's RL stage again with other seeds (docs/results.md#the-main-job-rls-own-gain): from the cloned agent
+# of a main job run (JOB, its results folder; cloning is deterministic, so every seed starts from the agent
+# the job itself reinforced), GiGPO with the job's settings (GIGPO_LLM: groups of 4, the LM's top two blocks at
+# 1e-4, no entropy bonus; 8 envs per rank over 2 torchrun ranks) for FRAMES frames per seed of SEEDS, then
+# each trained agent on the job's 200 evaluation episodes (seed 1000) and 300 bot states, as the job measures.
+#
+#     [JOB=results] [OUT=studies/main_seeds] [FRAMES=6000] [SEEDS="2 3"] bash examples/main_job_seeds.sh
+#
+# About 14 minutes per seed over both cores, and 5 per evaluation (two at a time, one thread each).
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+JOB=${JOB:-results}
+OUT=${OUT:-studies/main_seeds}
+FRAMES=${FRAMES:-6000}
+SEEDS=${SEEDS:-2 3}
+ENV_ID=BabyAI-Text-PickUpS5N2-v0
+CLONED=$(ls "$JOB"/training/*/cloned.zip)
+mkdir -p "$OUT"
+for seed in $SEEDS; do
+    [ -n "$(ls "$OUT/seed$seed"/*/model.zip 2>/dev/null)" ] && continue
+    OMP_NUM_THREADS=1 $PY -m torch.distributed.run --standalone --nproc_per_node=2 examples/train_llm_ppo.py \
+        --algo gigpo --group-size 4 --n-envs 8 --lm-learning-rate 1e-4 --ent-coef 0 --init-from "$CLONED" \
+        --total-timesteps "$FRAMES" --env-id "$ENV_ID" --seed "$seed" --run-dir "$OUT/seed$seed" --save-model \
+        --torch-threads 1 --grounding-every 5 --grounding-states 64 > "$OUT/seed$seed.log" 2>&1
+done
+for seed in $SEEDS; do
+    [ -e "$OUT/seed$seed/eval/evaluation.json" ] || echo "$seed"
+done | xargs -P 2 -I{} sh -c "OMP_NUM_THREADS=1 $PY -m glam_experiments.evaluate --agent \$(ls $OUT/seed{}/*/model.zip) \
+    --suite $ENV_ID --episodes 200 --envs 10 --seed 1000 --grounding-states 300 --out $OUT/seed{}/eval --overwrite \
+    > $OUT/seed{}/eval.log 2>&1"
+for seed in $SEEDS; do
+    $PY -c "import json,sys; r=json.load(open(sys.argv[1]))[0]; print('seed', sys.argv[2], r['success_rate'], \
+r['success_low'], r['success_high'], r['bot_agreement'], r['constant_agreement'], r['state_dependence'])" \
+        "$OUT/seed$seed/eval/evaluation.json" "$seed"
+done
