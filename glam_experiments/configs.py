@@ -65,7 +65,7 @@ class PPOConfig:
 
 @dataclass
 class LLMPPOConfig(PPOConfig):
-    """PPO with a language model as the policy (GLAM); defaults: the CPU recipe for PPO chosen by
+    """PPO with a language model as the policy (GLAM); defaults: the main job's CPU recipe, chosen by
     the recipe study (docs/results.md): the references' critic — detached, standardised features at
     10x the LM's rate (PPO's ``learning_rate`` is the value head's) — rewards x20, the LM at 3e-5."""
 
@@ -202,11 +202,9 @@ GLAM_LLM_PPO = LLMPPOConfig(
 )
 
 
-#: The main job's RL stage (docs/results.md#gigpo-gain-against-frames): GiGPO on groups of 4 episodes (two
-#: initial states per process and update, 8 envs per process), no critic, no entropy bonus, the LM's top two
-#: blocks at 1e-4.  Groups of 4 gained more than groups of 8 at equal frames; without an entropy bonus a
-#: rollout in which every group's returns tie leaves the policy alone (the update is skipped).
-GIGPO_LLM = LLMPPOConfig(algo="gigpo", lm_learning_rate=1e-4, group_size=4, ent_coef=0.0)
+#: The group-advantage study's recipe (docs/results.md#group-advantages-study): GiGPO on groups of 8 episodes
+#: (8 envs per process), no critic, the LM's top two blocks at 1e-4.
+GIGPO_LLM = LLMPPOConfig(algo="gigpo", lm_learning_rate=1e-4)
 
 
 @dataclass

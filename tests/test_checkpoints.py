@@ -37,18 +37,44 @@ def launch(command: list[str]) -> subprocess.Popen[str]:
     )
 
 
+def _group_states(pgid: int) -> list[str]:
+    """The state letters (``/proc/<pid>/stat``) of the processes of process group ``pgid``."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            states.append(fields[0])
+    return states
+
+
+def freeze(pgid: int, timeout: float = 30) -> None:
+    """SIGSTOP process group ``pgid`` and wait until every member has stopped: the signal is
+    delivered asynchronously, and a process inside a system call (a checkpoint's rename)
+    finishes it first."""
+    os.killpg(pgid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while any(state not in "TtZX" for state in _group_states(pgid)):
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)
+            raise AssertionError(f"process group {pgid} did not stop within {timeout} s of SIGSTOP")
+        time.sleep(0.01)
+
+
 def kill_after(proc: subprocess.Popen[str], runs: Path, frames: int, timeout: float = 180) -> Path:
     """SIGKILL ``proc``'s whole session once its run has a checkpoint at ``frames`` or later and
     has logged a rollout after its newest checkpoint (which the resumed run must hide);
-    returns the run folder.  The session is frozen (SIGSTOP) while the run's files are read, so
-    that no checkpoint lands between the check and the kill."""
+    returns the run folder.  The session is frozen (:func:`freeze`) while the run's files are
+    read, so that no checkpoint lands between the check and the kill."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"  # type: ignore[union-attr]
         pointers = list(runs.glob("*/checkpoints/latest"))
         if pointers:
             run_dir = pointers[0].parents[1]
-            os.killpg(proc.pid, signal.SIGSTOP)
+            freeze(proc.pid)
             saved = int(pointers[0].read_text().split("-")[1])
             if saved >= frames and max(scalar_steps(run_dir, "charts/SPS"), default=0) > saved:
                 os.killpg(proc.pid, signal.SIGKILL)

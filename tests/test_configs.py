@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from babyai_text import PromptTemplate
-from glam_experiments.configs import GIGPO_LLM, GLAM_LLM_PPO, LLMPPOConfig, SymbolicPPOConfig
+from glam_experiments.configs import GLAM_LLM_PPO, LLMPPOConfig, SymbolicPPOConfig
 from tests.conftest import REPO, load_example
 
 
@@ -64,7 +64,7 @@ def _script_args(path: str):
     ("script", "config"),
     [
         ("examples/train_llm_ppo.py", LLMPPOConfig()),
-        ("glam_experiments/main_job.py", GIGPO_LLM),
+        ("glam_experiments/main_job.py", LLMPPOConfig()),
         ("examples/train_symbolic_ppo.py", SymbolicPPOConfig()),
     ],
 )
