@@ -9,7 +9,7 @@ LOWEST := .venv-lowest
 # pytest workers of `make test-lowest` (JOBS=1 on a busy machine)
 JOBS ?= 2
 
-.PHONY: main tour test test-lowest lint bench
+.PHONY: main tour test test-fast test-lowest lint bench
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ tour: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
 	$(PY) -m pytest -n 2 -q --durations=15
+
+# the edit-test loop: the suite without the tests marked slow (those still run in `make test` and CI)
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow"
 
 # The test suite on the lowest versions setup.cfg allows (constraints-lowest.txt), in a
 # venv of its own, rebuilt from scratch whenever a requirement changes.  The "zoo" extra is
