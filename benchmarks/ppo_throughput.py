@@ -102,7 +102,8 @@ def run_mode(args: argparse.Namespace, mode: str, history: int) -> dict:
         with phases.counter:
             model.learn(per_rollout, reset_num_timesteps=False, callback=phases)
             total = phases.counter.get_total_flops()
-        (_, _), (_, rollout_flops) = phases.marks
+        (_, flops_start), (_, flops_end) = phases.marks
+        rollout_flops = flops_end - flops_start
         peak = matmul_peak(device)
         result["rollout_util"] = (rollout_flops / result["rollout_s"], peak)
         result["update_util"] = ((total - rollout_flops) / result["update_s"], peak)

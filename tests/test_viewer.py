@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +17,7 @@ from glam_experiments.recording import record_episodes
 from glam_experiments.viewer import main as viewer_main
 from glam_experiments.viewer import write_gif, write_html
 from llm_policy import LLMPolicy
+from tests.browser import MISSING, find_chromium
 
 ENV = "BabyAI-Text-GoToS5N2-v0"
 
@@ -178,11 +178,12 @@ def test_bad_arguments_are_refused() -> None:
         write_html([], "never.html")
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="needs a headless Chromium (Debian: apt install chromium)")
+@pytest.mark.skipif(find_chromium() is None, reason=MISSING)
 def test_page_runs_in_a_real_browser(tmp_path: Path) -> None:
     records = record_episodes("random", ENV, episodes=2, seed=0, max_steps=5)
     path = write_html(records, tmp_path / "v.html")
-    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", f"{path.as_uri()}#episode=2&step=3"]
+    cmd = [str(find_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"]
+    cmd.append(f"{path.as_uri()}#episode=2&step=3")
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     # the script ran: the link's episode and step are shown, with one bar per action, the chosen one marked
     assert f"step 3 of {records[1].length}" in dom
