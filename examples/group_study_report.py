@@ -2,11 +2,12 @@
 
     python examples/group_study_report.py [studies/groups]
 
-One row per arm and seed: the agent before its RL stage (its seed's cloned agent) and after
-it, on the same 200 seeded episodes (Wilson 99 % intervals), the gain and whether the
+One row per arm and seed: the agent before its RL stage (its seed's cloned agent,
+``cloned/seedN``) and after it, on the same 200 seeded episodes (Wilson 99 % intervals), the gain and whether the
 intervals separate, the grounding diagnostics after, the training successes and the RL
-stage's minutes on one thread (frames / the run's last ``charts/SPS``); then the mean gain
-per arm over its seeds, and the random agent on the same episodes.
+stage's minutes on one thread (frames / the run's last ``charts/SPS``); then per arm the mean
+and sd over its seeds of the success after RL and of the gain, the seeds whose intervals
+separate, and the random agent on the same episodes.
 """
 
 from __future__ import annotations
@@ -56,21 +57,24 @@ def report(out: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     gains: dict[str, list[float]] = {}
-    arms = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "random")
+    afters: dict[str, list[float]] = {}
+    above: dict[str, int] = {}
+    arms = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name not in {"random", "cloned"})
     for arm in arms:
         for seed_dir in sorted((out / arm).glob("seed*")):
             after = _result(seed_dir / "eval")
-            befores = [_result(p) for p in out.glob(f"*/{seed_dir.name}/eval_cloned")]
-            before = next((b for b in befores if b is not None), None)
+            before = _result(out / "cloned" / seed_dir.name / "eval")
             if after is None or before is None:
                 continue
             (run,) = [p for p in seed_dir.iterdir() if (p / "model.zip").exists()]
             successes, frames, minutes = _training(run)
             gain = after["success_rate"] - before["success_rate"]
             gains.setdefault(arm, []).append(gain)
+            afters.setdefault(arm, []).append(after["success_rate"])
             apart = "overlap"
             if after["success_low"] > before["success_high"]:
                 apart = "above"
+                above[arm] = above.get(arm, 0) + 1
             elif after["success_high"] < before["success_low"]:
                 apart = "below"
             rate = f" ({successes / minutes:.1f})" if minutes else ""
@@ -82,7 +86,12 @@ def report(out: Path) -> str:
             )
     lines.append("")
     for arm, values in gains.items():
-        lines.append(f"- {arm}: mean gain {np.mean(values):+.3f} over {len(values)} seed(s)")
+        spread = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+        after_spread = f" ± {np.std(afters[arm], ddof=1):.2f}" if len(values) > 1 else ""
+        lines.append(
+            f"- {arm}: after RL {np.mean(afters[arm]):.2f}{after_spread}, gain {np.mean(values):+.3f}{spread} "
+            f"over {len(values)} seed(s), {above.get(arm, 0)} above the cloned agent's interval"
+        )
     random = _result(out / "random")
     if random is not None:
         lines.append(f"- random agent on the same episodes: {_interval(random)}")
