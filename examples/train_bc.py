@@ -5,7 +5,7 @@
 
 The flags are the fields of :class:`glam_experiments.configs.LLMPPOConfig` (so the policy is
 built exactly as PPO's: model, fine-tuning mode, rates, prompt) plus cloning's own.  The policy
-is trained on the dataset's actions with :func:`glam_experiments.behaviour_cloning.behaviour_clone`
+is trained on the dataset's actions with :func:`glam_algorithms.bc.behaviour_clone`
 (``losses/bc_*`` and ``charts/bc_*`` in TensorBoard under ``runs/<run name>/``), then, with
 ``--ppo-timesteps N``, by stock SB3 PPO for N frames in the same run folder (``charts/*``,
 ``losses/*``, ``episodes.csv``).  See ``docs/behaviour_cloning.md``.
@@ -29,7 +29,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from glam_experiments.behaviour_cloning import behaviour_clone
+from glam_algorithms.bc import behaviour_clone
 from glam_experiments.callbacks import GroundingLogger
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig

@@ -47,7 +47,7 @@ class Args:
     hidden_dim: int = 128
     reward_scale: float = 1.0
     demonstrations: str | None = None
-    """a Minari dataset whose transitions fill the replay buffer before training (glam_experiments.replay_prefill)"""
+    """a Minari dataset whose transitions fill the replay buffer before training (glam_algorithms.bc)"""
     demo_episodes: int | None = None
     """only the dataset's first N episodes (default: all)"""
     seed: int = 1
@@ -89,8 +89,8 @@ def main(args: Args) -> DQN:
         },
     )
     if args.demonstrations:
+        from glam_algorithms.bc import prefill_replay_buffer
         from glam_experiments.demonstrations import load_demonstrations
-        from glam_experiments.replay_prefill import prefill_replay_buffer
 
         dataset = load_demonstrations(args.demonstrations)
         added = prefill_replay_buffer(model, dataset, args.demo_episodes, args.reward_scale)

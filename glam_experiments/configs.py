@@ -15,13 +15,16 @@ configuration is its script's, ``examples/train_drrn.py``: nothing else trains D
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from babyai_text.prompt import PromptTemplate
+from glam_algorithms.bc import BCEpoch, behaviour_clone
 from glam_experiments.cli import UsageError, require_at_least
 from glam_experiments.envs import make_text_vec_env
 
@@ -66,7 +69,7 @@ class PPOConfig:
 @dataclass
 class LLMPPOConfig(PPOConfig):
     """PPO with a language model as the policy (GLAM); defaults: the main job's CPU recipe, chosen by
-    the recipe study (docs/results.md): the references' critic — detached, standardised features at
+    the recipe study (docs/studies/grounding.md): the references' critic — detached, standardised features at
     10x the LM's rate (PPO's ``learning_rate`` is the value head's) — rewards x20, the LM at 3e-5."""
 
     learning_rate: float = 1e-3
@@ -82,7 +85,7 @@ class LLMPPOConfig(PPOConfig):
     """blocks trained with finetune top_k"""
     lm_learning_rate: float | None = 3e-5
     """the LM's rate (two trained blocks tolerate more than LLMPolicy's full-model default of 1e-6;
-    docs/results.md#recipe-study)"""
+    docs/studies/grounding.md#recipe-study)"""
     prompt_history: int | None = 1
     """observations in the prompt (GLAM: 3); one makes the prompts, and so PPO's steps, shorter (docs/benchmarks.md)"""
     chat_template: bool = False
@@ -202,8 +205,8 @@ GLAM_LLM_PPO = LLMPPOConfig(
 )
 
 
-#: The group-advantage study's recipe (docs/results.md#group-advantages-study): GiGPO on groups of 8 episodes
-#: (8 envs per process), no critic, the LM's top two blocks at 1e-4.
+#: The group-advantage study's recipe (docs/studies/group_advantages.md#group-advantages-study): GiGPO on groups
+#: of 8 episodes (8 envs per process), no critic, the LM's top two blocks at 1e-4.
 GIGPO_LLM = LLMPPOConfig(algo="gigpo", lm_learning_rate=1e-4)
 
 
@@ -245,4 +248,41 @@ class SymbolicPPOConfig(PPOConfig):
         return kwargs
 
 
-__all__ = ["ALGOS", "GIGPO_LLM", "GLAM_LLM_PPO", "LLMPPOConfig", "PPOConfig", "SymbolicPPOConfig"]
+@dataclass
+class Cloning:
+    """What to clone before PPO: :func:`glam_algorithms.bc.behaviour_clone`'s choices that are not the model's.
+
+    :param dataset_id: the Minari dataset of demonstrations.
+    :param episodes: its first N episodes (``None``: all).
+    :param epochs: passes over them.
+    :param learning_rate: the LM's rate while cloning (``None``: PPO's).
+    :param value_coef: weight of the value head's fit to the demonstrations' returns (0: not fitted, so
+        PPO's critic starts from scratch rather than from the bot's returns).
+    """
+
+    dataset_id: str
+    episodes: int | None = None
+    epochs: int = 3
+    learning_rate: float | None = None
+    value_coef: float = 0.0
+
+    def run(
+        self, model: OnPolicyAlgorithm, seed: int, reward_scale: float, run_dir: str | Path | None = None
+    ) -> list[BCEpoch]:
+        """:func:`glam_algorithms.bc.behaviour_clone` of ``model`` (in place) on the dataset, loaded by id."""
+        from glam_experiments.demonstrations import load_demonstrations  # minari, only when cloning
+
+        return behaviour_clone(
+            model,
+            load_demonstrations(self.dataset_id),
+            epochs=self.epochs,
+            seed=seed,
+            episodes=self.episodes,
+            lm_learning_rate=self.learning_rate,
+            value_coef=self.value_coef,
+            reward_scale=reward_scale,
+            run_dir=run_dir,
+        )
+
+
+__all__ = ["ALGOS", "GIGPO_LLM", "GLAM_LLM_PPO", "Cloning", "LLMPPOConfig", "PPOConfig", "SymbolicPPOConfig"]

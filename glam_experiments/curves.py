@@ -178,7 +178,7 @@ def evaluation_table(evaluations: list[Path]) -> str:
     Wilson 99 % interval, and the grounding diagnostics' mean ± std (the best constant action's
     agreement in brackets).  Agents that are not a training run's model (random, zero-shot) get a
     row of their own."""
-    from glam_experiments.evaluate import wilson_bounds
+    from glam_experiments.statistics import wilson_bounds
 
     rows: list[dict[str, str]] = []
     for path in evaluations:

@@ -12,7 +12,7 @@ behaviour-cloning code reads back with ``minari.load_dataset`` (or :func:`load_d
 - Episode ``k`` is reset with seed ``seed + k``, and Minari stores that seed with the episode
   (:func:`episode_seeds`): ``dataset.recover_environment()`` (the same id and ``gym.make`` kwargs)
   reset with it and stepped with the stored actions replays every observation.
-- The agent is any spec :func:`glam_experiments.evaluate.load_agent` takes: ``bot`` (minigrid's
+- The agent is any spec :func:`glam_experiments.agents.load_agent` takes: ``bot`` (minigrid's
   BabyAIBot, the default), ``random``, a saved ``.zip`` or a language-model name.
 
 Minari is an optional dependency: ``pip install "glam-rl[data]"``.  See docs/demonstrations.md.
@@ -247,7 +247,7 @@ def _load_agent(agent: Any, env: gym.Env, llm_kwargs: dict[str, Any] | None, see
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         from glam_baselines import BotAgent
-        from glam_experiments.evaluate import load_agent
+        from glam_experiments.agents import load_agent
     except ImportError as err:
         raise ImportError(f"recording plays the evaluation's agents: {RECORD_INSTALL_HINT} ({err})") from err
 
@@ -299,7 +299,7 @@ def record_demonstrations(
     :param episodes: how many episodes (>= 1).
     :param seed: the first episode's reset seed; also seeds the agent's sampling.
     :param agent: ``"bot"``, ``"random"``, a saved ``.zip``, a language-model name or directory (see
-        :func:`glam_experiments.evaluate.load_agent`), or a loaded agent with SB3's ``predict``.
+        :func:`glam_experiments.agents.load_agent`), or a loaded agent with SB3's ``predict``.
     :param dataset_id: the Minari id (default: :func:`default_dataset_id`, e.g. ``babyai-text/PickUpS5N2/bot-v0``).
     :param env_kwargs: extra ``gym.make`` arguments; recorded in the dataset's env spec.
     :param overwrite: replace an existing dataset of the same id (otherwise refused).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,14 +28,12 @@ from tqdm import tqdm
 
 import babyai_text  # noqa: F401  (registers the ids)
 from babyai_text.envs.glam import MIXED_KINDS
+from glam_experiments.agents import load_agent
 from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
+from glam_experiments.statistics import confidence_halfwidth, wilson_interval
 
 #: BALROG's episode length for its BabyAI tasks (``gym.make(task, max_steps=100)``).
 BALROG_MAX_STEPS = 100
-
-#: z for a two-sided 99 % normal interval (as GLAM).
-Z99 = 2.5758
-
 
 def variant_suite(env_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     """``env_id`` and its generalization variants (GLAM's tests (b), (c), (e), (f) and colour synonyms)."""
@@ -98,91 +95,6 @@ class Result:
     constant_agreement: float | None = None
     state_dependence: float | None = None
     value_std: float | None = None
-
-
-def confidence_halfwidth(values: np.ndarray) -> float:
-    """Half-width of the 99 % normal interval of the mean of ``values``."""
-    if len(values) < 2:
-        return float("nan")
-    return Z99 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-
-
-def wilson_interval(successes: np.ndarray, z: float = Z99) -> tuple[float, float]:
-    """Wilson score interval of a success rate from 0/1 outcomes."""
-    return wilson_bounds(float(np.sum(successes)), len(successes), z)
-
-
-def wilson_bounds(successes: float, n: int, z: float = Z99) -> tuple[float, float]:
-    """Wilson score interval of ``successes`` out of ``n`` trials."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    denominator = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def load_agent(spec: str, env: VecEnv, llm_kwargs: dict[str, Any] | None = None, seed: int | None = None) -> Any:
-    """An object with SB3's ``predict`` for ``spec`` (see the module docs).
-
-    :param spec: the agent (see the module docs).
-    :param env: the envs the agent will play.
-    :param llm_kwargs: extra :class:`LLMPolicy` arguments for a zero-shot language model
-        (e.g. ``{"prompt_template": PromptTemplate(history=1)}``); saved agents keep theirs.
-    :param seed: seeds the random agent's own generator (network agents sample from
-        torch's, which :func:`evaluate` seeds); ``None``: unpredictable.
-    """
-    from glam_baselines import BotAgent, RandomAgent
-
-    if spec == "random":
-        return RandomAgent(env.action_space, seed=seed)
-    if spec == "bot":
-        return BotAgent(env)
-    path = Path(spec)
-    if spec.endswith(".zip") or (path.exists() and path.is_file()):
-        if not path.exists():
-            raise FileNotFoundError(f"agent file {spec!r} does not exist")
-        return _load_zip(path, env)
-    from stable_baselines3.common.utils import get_device
-
-    from llm_policy.models import ModelNotFoundError
-    from llm_policy.policy import LLMPolicy
-
-    try:  # an untrained policy: it has SB3's predict, and no algorithm settings to restate
-        kwargs = {**(llm_kwargs or {}), "model": spec}
-        return LLMPolicy(env.observation_space, env.action_space, lambda _: 0.0, **kwargs).to(get_device("auto"))
-    except ModelNotFoundError as err:
-        raise ValueError(
-            f"unknown agent {spec!r}: not 'random', 'bot', a saved .zip agent, nor a loadable model ({err})"
-        ) from None
-
-
-def _load_zip(path: Path, env: VecEnv) -> Any:
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import DQN, PPO
-    from stable_baselines3.common.save_util import load_from_zip_file
-
-    # Evaluation never trains: no learning-rate schedule (it may not unpickle elsewhere), and
-    # a one-transition replay buffer instead of the saved buffer_size (DQN's default, 1e6
-    # BabyAI-Text transitions, is ~10 GB).  Keys the zip lacks (PPO has no buffer) are ignored.
-    custom_objects = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "buffer_size": 1}
-    data, _, _ = load_from_zip_file(path, load_data=True, custom_objects=custom_objects)
-    policy_class = data.get("policy_class") if data else None
-    names = {c.__name__ for c in getattr(policy_class, "__mro__", ())}
-    if "RecurrentActorCriticPolicy" in names:
-        algo = RecurrentPPO
-    elif "DQNPolicy" in names:
-        algo = DQN
-    elif "ActorCriticPolicy" in names and "group_size" in data:
-        from glam_algorithms import GiGPO
-
-        algo = GiGPO  # GRPO's zip too (GiGPO with step_coef 0): only the policy is used
-    elif "ActorCriticPolicy" in names:
-        algo = PPO
-    else:
-        raise ValueError(f"{path} is not a saved PPO, RecurrentPPO or DQN agent (policy class {policy_class})")
-    return algo.load(path, env=env, custom_objects=custom_objects)
 
 
 def run_episodes(

@@ -1,6 +1,6 @@
 """Record what an agent sees and decides, step by step, on seeded BabyAI-Text episodes.
 
-:func:`record_episodes` plays any agent :func:`glam_experiments.evaluate.load_agent`
+:func:`record_episodes` plays any agent :func:`glam_experiments.agents.load_agent`
 accepts (or an already loaded one) and keeps, per step, the minigrid frame, the mission,
 the text observation, the prompt (language-model agents), the probability of every
 action, the value estimate, the action taken, the reward and the return so far.  The
@@ -35,8 +35,8 @@ from stable_baselines3.dqn.policies import DQNPolicy
 import babyai_text  # noqa: F401  (registers the ids)
 from babyai_text.observation import decode_observation
 from glam_baselines import BotAgent, RandomAgent
+from glam_experiments.agents import load_agent
 from glam_experiments.diagnostics import argmax_agreement, bot_action
-from glam_experiments.evaluate import load_agent
 
 
 @dataclass
@@ -126,7 +126,7 @@ class _Decider:
         else:
             raise TypeError(
                 f"cannot record {type(agent).__name__}: pass an SB3 PPO/RecurrentPPO/DQN model or policy, "
-                "a RandomAgent, a BotAgent, or an agent spec (see glam_experiments.evaluate.load_agent)"
+                "a RandomAgent, a BotAgent, or an agent spec (see glam_experiments.agents.load_agent)"
             )
         self.lstm_states: RNNStates | None = None
 
@@ -192,7 +192,7 @@ def record_episodes(
     """Play and record ``episodes`` episodes, episode ``k`` seeded ``seed + k``.
 
     :param agent: an agent spec (a saved ``.zip``, ``random``, ``bot``, a language-model name
-        or directory; see :func:`glam_experiments.evaluate.load_agent`), or a loaded SB3
+        or directory; see :func:`glam_experiments.agents.load_agent`), or a loaded SB3
         model or policy, a :class:`~glam_baselines.RandomAgent` or
         :class:`~glam_baselines.BotAgent` (re-bound to the recorded env).
     :param env_id: a BabyAI-Text id.

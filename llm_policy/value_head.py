@@ -1,11 +1,10 @@
 """The value head's input standardisation.
 
 A causal LM's last hidden state has a few large dimensions that hardly change from one
-prompt to the next (SmolLM2-135M on BabyAI-Text: mean |h| 0.93, two dimensions near 21,
-while each dimension's spread over states is about 0.09).  An MLP that reads it raw sees
-mostly the constant part and learns a nearly constant value; standardised per feature,
-the same states are linearly separable by the bot's action (held-out accuracy 0.84 vs
-0.37 for the best constant, ``python -m glam_experiments.linear_probe``).
+prompt to the next, while each dimension's spread over states is small.  An MLP that reads
+it raw sees mostly the constant part and learns a nearly constant value; standardised per
+feature, the same states become linearly separable by the bot's action (the linear probe,
+``python -m studies.linear_probe``, measures it; its figures are in docs/studies/).
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+"""Fixtures and session hooks of the suite (the helpers tests import live in :mod:`tests.helpers`)."""
+
 from __future__ import annotations
 
 import os
@@ -14,21 +16,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
-import gymnasium as gym
-import numpy as np
 import pytest
 
-import babyai_text
+from tests.helpers import ALL_IDS
 
-ALL_IDS = babyai_text.registered_ids()
-OUR_PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_experiments")
+OUR_PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_algorithms", "glam_experiments")
 
 
 def _called_from_our_code() -> bool:
@@ -59,31 +55,6 @@ def _logged_deprecations_fail() -> Iterator[None]:
     logger.removeHandler(handler)
 
 
-def load_example(path: str) -> ModuleType:
-    """An example script (``examples/train_drrn.py``) as a module: its ``Args`` and ``main``."""
-    name = "example_" + Path(path).stem
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list:
-    """(obs, reward, terminated, truncated, info) of a random-action trajectory with resets."""
-    rng = np.random.default_rng(action_seed)
-    obs, info = env.reset(seed=seed)
-    out = [(obs, 0.0, False, False, info)]
-    for _ in range(steps):
-        step = env.step(int(rng.integers(0, 6)))
-        out.append(step)
-        if step[2] or step[3]:
-            obs, info = env.reset()
-            out.append((obs, 0.0, False, False, info))
-    return out
-
-
 @pytest.fixture(params=ALL_IDS)
 def env_id(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -91,14 +62,14 @@ def env_id(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tests.tiny_models import build_tiny_model
+    from tests.helpers.tiny_models import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), "llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tests.tiny_models import build_tiny_model
+    from tests.helpers.tiny_models import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny_t5"), "t5"))
 
@@ -108,14 +79,16 @@ def tiny_model(request: pytest.FixtureRequest, tiny_llama: str, tiny_t5: str) ->
     return tiny_llama if request.param == "llama" else tiny_t5
 
 
-def text_batch(env_id: str = "BabyAI-Text-MixedTrain-v0", n: int = 3, steps: int = 3) -> dict:
-    """A batch of observations with some history, from a vector env."""
-    vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * n)
-    obs, _ = vec.reset(seed=list(range(n)))
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        obs, *_ = vec.step(rng.integers(0, 6, size=n))
-    return obs
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``family_dir(name)``: the saved tiny model of that family (built once per session)."""
+    from tests.helpers.model_families import build_family
 
+    built: dict[str, str] = {}
 
-REPO = Path(__file__).resolve().parent.parent
+    def get(name: str) -> str:
+        if name not in built:
+            built[name] = str(build_family(name, tmp_path_factory.mktemp(f"family-{name}")))
+        return built[name]
+
+    return get

@@ -16,16 +16,11 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from glam_experiments.behaviour_cloning import (
-    behaviour_clone,
-    check_demonstrations,
-    demonstration_steps,
-    discounted_returns,
-    split_episodes,
-)
+from glam_algorithms.bc import behaviour_clone, check_demonstrations, demonstration_steps, split_episodes
+from glam_algorithms.gigpo import discounted_returns
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.envs import make_text_vec_env
-from tests.conftest import REPO, load_example, text_batch
+from tests.helpers import REPO, load_example, text_batch
 
 minari = pytest.importorskip("minari")
 
@@ -267,3 +262,10 @@ def test_script_clones_then_runs_ppo(tiny_llama: str, dataset: minari.MinariData
     tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
     assert {"losses/bc_loss", "charts/bc_val_accuracy", "charts/SPS", "losses/policy_loss"} <= tags
     assert PPO.load(run_dir / "model.zip").num_timesteps == 32
+
+
+def test_the_rate_scale_key_is_the_optimizers() -> None:
+    from glam_algorithms.bc import bc
+    from llm_policy import optimizer
+
+    assert bc.LR_SCALE == optimizer.LR_SCALE

@@ -22,7 +22,7 @@ from llm_policy.builtin_models import (
     convert_once,
     missing_parts,
 )
-from tests.tiny_models import build_tiny_model
+from tests.helpers.tiny_models import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_NAME = f"{DEFAULT_MODEL}-Q4_1"
@@ -106,7 +106,7 @@ def test_main_jobs_cloning_over_two_ranks_runs_from_an_empty_cache(
     from stable_baselines3 import PPO
 
     from glam_experiments.demonstrations import bot_demonstrations
-    from glam_experiments.main_job import Args, train_agent
+    from studies.main_job import Args, train_agent
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv("PYTHONPATH", str(REPO))

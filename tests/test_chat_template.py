@@ -16,8 +16,8 @@ from transformers import AutoTokenizer
 from babyai_text import decode_batch
 from babyai_text.observation import TextObservation
 from llm_policy import ChatTemplateError, LLMPolicy, PromptTemplate
-from tests.model_families import CAUSAL_FAMILIES, build_family
-from tests.test_model_families import observations
+from tests.helpers.family_reference import observations
+from tests.helpers.model_families import CAUSAL_FAMILIES, build_family
 
 CHATML = (  # SmolLM2, Qwen2
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"

@@ -14,7 +14,7 @@ import yaml
 
 from babyai_text import PromptTemplate
 from glam_experiments.configs import GLAM_LLM_PPO, LLMPPOConfig, SymbolicPPOConfig
-from tests.conftest import REPO, load_example
+from tests.helpers import REPO, load_example
 
 
 def _zoo_entry(file: str, env_id: str) -> dict:
@@ -64,7 +64,7 @@ def _script_args(path: str):
     ("script", "config"),
     [
         ("examples/train_llm_ppo.py", LLMPPOConfig()),
-        ("glam_experiments/main_job.py", LLMPPOConfig()),
+        ("studies/main_job.py", LLMPPOConfig()),
         ("examples/train_symbolic_ppo.py", SymbolicPPOConfig()),
     ],
 )

@@ -13,7 +13,7 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from babyai_text.description import Describer
 from babyai_text.language import ENGLISH
-from tests.conftest import ALL_IDS
+from tests.helpers import ALL_IDS
 
 ENGLISH_IDS = [i for i in ALL_IDS if not any(v in i for v in ("Renamed", "Invented", "Colour", "French"))]
 _OBJECT = re.compile(

@@ -24,7 +24,7 @@ import llm_policy.models as models
 from llm_policy import LLMPolicy
 from llm_policy.finetuning import transformer_blocks
 from llm_policy.models import DeviceMapError, load_language_model
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 ENV_ID = "BabyAI-Text-GoTo-v0"
 

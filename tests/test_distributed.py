@@ -18,9 +18,10 @@ from stable_baselines3.common.logger import configure
 from glam_experiments.distributed import Ranks, check_same_updates, rank_seed
 from glam_experiments.envs import make_text_vec_env
 from llm_policy.distributed import RanksOutOfStepError, RankSync
-from tests.distributed_worker import CLONE_ARGS, CLONE_DATASET, CONFIG, ENV_ID, N_ENVS, N_STEPS, SEED
+from tests.helpers.distributed_worker import CLONE_ARGS, CLONE_DATASET, CONFIG, ENV_ID, N_ENVS, N_STEPS, SEED
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "helpers" / "distributed_worker.py")  # what each torchrun rank runs
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -48,7 +49,7 @@ def torchrun(args: list[str], timeout: float = 240) -> subprocess.CompletedProce
 @pytest.fixture(scope="module")
 def two_rank_run(tiny_llama: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("two_ranks")
-    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(out), "train"])
+    done = torchrun([WORKER, tiny_llama, str(out), "train"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return out
 
@@ -100,7 +101,7 @@ def test_two_ranks_update_like_one_process_with_all_envs(two_rank_run: Path, tin
 
 
 def test_gigpo_ranks_with_rollouts_of_different_sizes_end_identical(tiny_llama: str, tmp_path: Path) -> None:
-    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), "gigpo"])
+    done = torchrun([WORKER, tiny_llama, str(tmp_path), "gigpo"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     rank0, rank1 = load(tmp_path / "gigpo0.pt"), load(tmp_path / "gigpo1.pt")
     assert rank0["steps"] != rank1["steps"]  # 4-step and 7-step episodes (the model rarely ends one early)
@@ -110,14 +111,14 @@ def test_gigpo_ranks_with_rollouts_of_different_sizes_end_identical(tiny_llama: 
 
 
 def test_failing_rank_ends_the_job_with_its_error(tiny_llama: str, tmp_path: Path) -> None:
-    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), "fail"], timeout=180)
+    done = torchrun([WORKER, tiny_llama, str(tmp_path), "fail"], timeout=180)
     assert done.returncode != 0
     assert "rank 1 failed on purpose" in done.stderr
     assert "ChildFailedError" in done.stderr  # torchrun's report names the failed rank
 
 
 def test_target_kl_is_refused_over_ranks(tiny_llama: str, tmp_path: Path) -> None:
-    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), "target_kl"])
+    done = torchrun([WORKER, tiny_llama, str(tmp_path), "target_kl"])
     assert done.returncode != 0
     assert "target_kl=0.01 cannot be used over several processes" in done.stderr
 
@@ -183,14 +184,14 @@ def test_cloning_over_two_ranks_is_cloning_all_the_steps_in_one_process(
     """Data-parallel behaviour cloning: each rank clones half of each minibatch, the ranks end bit-identical,
     and (one minibatch of every step, an even number of them) the update is one process's on all the steps."""
     pytest.importorskip("minari")
-    from glam_experiments.behaviour_cloning import behaviour_clone, demonstration_steps
+    from glam_algorithms.bc import behaviour_clone, demonstration_steps
     from glam_experiments.demonstrations import load_demonstrations, record_demonstrations
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     dataset = record_demonstrations(ENV_ID, episodes=6, seed=0, dataset_id=CLONE_DATASET)
     # the first k episodes with an even number of steps: the two ranks share them all
     episodes = next(k for k in range(6, 0, -1) if len(demonstration_steps(dataset.iterate_episodes(range(k)))) % 2 == 0)
-    done = torchrun([str(ROOT / "tests" / "distributed_worker.py"), tiny_llama, str(tmp_path), f"clone:{episodes}"])
+    done = torchrun([WORKER, tiny_llama, str(tmp_path), f"clone:{episodes}"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     cloned = [load(tmp_path / f"cloned{r}.pt") for r in (0, 1)]
     a, b = (c["weights"] for c in cloned)

@@ -1,6 +1,6 @@
 """Every shell command in README.md and docs/*.md runs as written, in the order a reader meets it.
 
-Each command runs in a scratch folder that holds the repository's ``examples/``,
+Each command runs in a scratch folder that holds the repository's ``examples/``, ``studies/``,
 ``hyperparams/``, the committed logs of :data:`READ_ONLY_DOCS` and ``.venv`` (so
 ``.venv/bin/python`` and ``python`` both mean the test's interpreter), with its budget
 flags made tiny (:data:`TINY`: the rest of the command is kept); a command the test cannot
@@ -43,10 +43,10 @@ NOT_RUN: dict[str, str] = {
     r"equal_frames\.sh": "LLM, NPAE and the baselines at 2,048 frames over seeds: about an hour "
     "(its steps are the training and evaluation commands run here)",
     r"reference_curves\.sh": "the reference curves: about 1 h 35 min per seed on 2 cores",
-    r"curves studies/reference": "reads the reference run, which only reference_curves.sh writes",
+    r"curves runs/reference": "reads the reference run, which only reference_curves.sh writes",
     r"default_settings_run\.py": "the check of every LLMPolicy default: full fine-tuning of SmolLM2, "
     "minutes per update on a CPU (tests/test_examples.py runs the script on a tiny model)",
-    r"recipe_study report": "reads the recipe study's results (studies/recipes), which only the study writes",
+    r"recipe_study report": "reads the recipe study's results (runs/recipes), which only the study writes",
     r"--agent SmolLM2-135M-Instruct .*--suite balrog": "BALROG's 100-step episodes with two LLM agents: minutes "
     "even at one episode per task (the balrog suite itself runs here with random and bot)",
     r"--nproc_per_node=4": "four ranks of full fine-tuning on MixedTrain for 1.5M frames: GPU scale",
@@ -65,11 +65,11 @@ TINY: dict[str, dict[str, str]] = {
     },
     "examples/train_symbolic_ppo.py": {"--total-timesteps": "64", "--n-envs": "2", "--n-steps": "32"},
     "examples/train_drrn.py": {"--total-timesteps": "64", "--n-envs": "2", "--learning-starts": "16"},
-    "examples/zero_shot_prompts.py": {"--states": "3"},
+    "studies/zero_shot_prompts.py": {"--states": "3"},
     "glam_experiments.evaluate": {"--episodes": "1", "--envs": "1"},
     "glam_experiments.viewer": {"--episodes": "1", "--max-steps": "3"},
-    "glam_experiments.linear_probe": {"--train-states": "12", "--test-states": "6"},
-    "glam_experiments.main_job": {
+    "studies.linear_probe": {"--train-states": "12", "--test-states": "6"},
+    "studies.main_job": {
         "--total-timesteps": "16",
         "--n-envs": "2",
         "--group-size": "2",
@@ -101,9 +101,9 @@ TINY: dict[str, dict[str, str]] = {
     "rl_zoo3.enjoy": {"-n": "5"},
 }
 #: programs that need the data extra (Minari), absent from the lowest-versions install
-NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py", "glam_experiments.main_job")
+NEEDS_MINARI = ("glam_experiments.demonstrations", "examples/train_bc.py", "studies.main_job")
 #: what `make main` runs, made tiny like the rest (the README's other commands read its results/)
-MAKE_MAIN = ".venv/bin/python -m glam_experiments.main_job"
+MAKE_MAIN = ".venv/bin/python -m studies.main_job"
 
 #: what a command writes that a later one may read: (output, regex of the writer, regex of a reader);
 #: a reader's ``<kind run>`` or ``*kind*`` names its writer's program when it can (:data:`RUN_KINDS`)
@@ -224,7 +224,7 @@ READ_ONLY_DOCS = ("docs/results/reference_curves",)
 
 
 def _workspace(tmp_path: Path) -> Path:
-    for name in ("examples", "hyperparams", "benchmarks"):
+    for name in ("examples", "studies", "hyperparams", "benchmarks"):
         (tmp_path / name).symlink_to(ROOT / name)
     for name in READ_ONLY_DOCS:
         if (ROOT / name).exists():

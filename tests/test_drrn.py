@@ -18,7 +18,7 @@ from babyai_text.vocabulary import language_vocabulary
 from glam_baselines import DRRNPolicy, text_encoding
 from glam_baselines.drrn import drrn_vocabulary
 from glam_baselines.text_encoding import UNK
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 
 def make_dqn(**policy_kwargs) -> DQN:

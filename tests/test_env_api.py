@@ -13,7 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import babyai_text
-from tests.conftest import ALL_IDS, rollout
+from tests.helpers import ALL_IDS, rollout
 
 
 def assert_same_trajectory(a: list, b: list) -> None:

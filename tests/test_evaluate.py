@@ -11,17 +11,8 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from glam_baselines import DRRNPolicy
-from glam_experiments.evaluate import (
-    SUITES,
-    Z99,
-    Result,
-    confidence_halfwidth,
-    evaluate,
-    main,
-    markdown,
-    wilson_interval,
-    write,
-)
+from glam_experiments.evaluate import SUITES, Result, evaluate, main, markdown, write
+from glam_experiments.statistics import Z99, confidence_halfwidth, wilson_interval
 from llm_policy import LLMPolicy
 
 
@@ -192,7 +183,8 @@ def test_finished_envs_and_seen_prompts_are_not_scored_and_results_are_unchanged
     """Stateless policies only see the envs still short of their quota, and a language model scores
     each prompt once (PromptScoreCache); the episodes played and their outcomes are those of
     stepping every env and scoring every step."""
-    from glam_experiments.evaluate import load_agent, run_episodes
+    from glam_experiments.agents import load_agent
+    from glam_experiments.evaluate import run_episodes
 
     class Opaque:  # hides the policy, so run_episodes cannot slice
         def __init__(self, agent) -> None:
@@ -228,7 +220,8 @@ def test_finished_envs_and_seen_prompts_are_not_scored_and_results_are_unchanged
 
 
 def test_prompt_cache_scores_each_prompt_once_and_samples_every_step(tiny_llama: str) -> None:
-    from glam_experiments.evaluate import PromptScoreCache, load_agent
+    from glam_experiments.agents import load_agent
+    from glam_experiments.evaluate import PromptScoreCache
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
     agent = load_agent(tiny_llama, env)
@@ -249,7 +242,7 @@ def test_prompt_cache_scores_each_prompt_once_and_samples_every_step(tiny_llama:
 
 
 def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
-    from glam_experiments.evaluate import load_agent
+    from glam_experiments.agents import load_agent
     from llm_policy import PromptTemplate
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")])
@@ -263,7 +256,7 @@ def test_zero_shot_llm_kwargs_and_names(tiny_llama: str) -> None:
 
 def test_random_agent_follows_the_evaluation_seed(monkeypatch) -> None:
     from glam_baselines import RandomAgent
-    from glam_experiments.evaluate import load_agent
+    from glam_experiments.agents import load_agent
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
     obs = env.reset()
@@ -287,13 +280,13 @@ def test_random_agent_follows_the_evaluation_seed(monkeypatch) -> None:
 
 
 def test_a_loaded_dqn_agent_has_a_one_transition_buffer(tmp_path) -> None:
-    from glam_experiments.evaluate import _load_zip
+    from glam_experiments.agents import load_agent
 
     env = DummyVecEnv([lambda: gym.make("BabyAI-Text-GoToS5N2-v0")] * 2)
     dqn = DQN(DRRNPolicy, env, learning_starts=4, batch_size=4, buffer_size=20_000, policy_kwargs={"hidden_dim": 8})
     dqn.learn(8)
     dqn.save(tmp_path / "drrn.zip")
-    loaded = _load_zip(tmp_path / "drrn.zip", env)
+    loaded = load_agent(str(tmp_path / "drrn.zip"), env)
     assert isinstance(loaded, DQN) and loaded.replay_buffer.buffer_size == 1  # saved: 20,000 (~200 MB)
     assert sum(v.nbytes for v in loaded.replay_buffer.observations.values()) < 100_000
 

@@ -12,14 +12,18 @@ import sys
 import pytest
 import tyro
 
-from tests.conftest import REPO, load_example
+from tests.helpers import REPO, load_example
 
 
 def run_script(script: str, *args: str) -> str:
-    """Run an example (``examples/<script>``) or a module (``-m name``) as a user would: a
-    fresh interpreter; fail with its stderr."""
+    """Run a script (``examples/<script>``, or a path from the repository's root such as
+    ``studies/<script>``) or a module (``-m name``) as a user would: a fresh interpreter; fail
+    with its stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    target = ["-m", script[3:]] if script.startswith("-m ") else [str(REPO / "examples" / script)]
+    if script.startswith("-m "):
+        target = ["-m", script[3:]]
+    else:
+        target = [str(REPO / script if "/" in script else REPO / "examples" / script)]
     out = subprocess.run(
         [sys.executable, *target, *args],
         capture_output=True,
@@ -132,7 +136,7 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
         "1",
         *("--variant-episodes", "1", "--grounding-states", "8", "--nproc", "2"),
     ]
-    printed = run_script("-m glam_experiments.main_job", *args)
+    printed = run_script("-m studies.main_job", *args)
     viewers = ("viewer_trained.html", "viewer_trained.gif", "viewer_zero_shot.html")
     for name in (
         "evaluation.md",
@@ -164,14 +168,14 @@ def test_main_job_end_to_end(tmp_path, tiny_llama: str, monkeypatch: pytest.Monk
 def test_default_settings_run(tmp_path, tiny_llama: str) -> None:
     out = tmp_path / "defaults.md"
     args = ["--model", tiny_llama, "--n-envs", "2", "--n-steps", "8", "--batch-size", "16", "--updates", "1"]
-    run_script("default_settings_run.py", *args, "--out", str(out))
+    run_script("studies/default_settings_run.py", *args, "--out", str(out))
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 1e-6") or line.startswith("| 3e-4")]
     assert len(rows) == 2  # one update with each LM learning rate
 
 
 def test_main_job_refuses_to_clone_evaluation_episodes(capsys: pytest.CaptureFixture[str]) -> None:
     from glam_experiments.cli import run_command
-    from glam_experiments.main_job import Args, main
+    from studies.main_job import Args, main
 
     with pytest.raises(SystemExit) as exit_info:
         run_command(lambda argv: main(tyro.cli(Args, args=argv)), ["--bc-episodes", "1001", "--eval-seed", "1000"])
@@ -181,7 +185,7 @@ def test_main_job_refuses_to_clone_evaluation_episodes(capsys: pytest.CaptureFix
 
 def test_learning_verdict_needs_every_criterion() -> None:
     from glam_experiments.evaluate import Result
-    from glam_experiments.main_job import learning_verdict
+    from studies.main_job import learning_verdict
 
     def result(agent: str, low: float, high: float, **grounding) -> Result:
         return Result(agent, "(a) no change", "env", 100, (low + high) / 2, 0.0, low, high, 0.0, 0.0, **grounding)
@@ -198,8 +202,9 @@ def test_learning_verdict_needs_every_criterion() -> None:
 
 
 def test_rl_gain_verdict_needs_the_intervals_apart() -> None:
-    from glam_experiments.evaluate import Result, wilson_bounds
-    from glam_experiments.main_job import rl_gain_verdict, separating_rate
+    from glam_experiments.evaluate import Result
+    from glam_experiments.statistics import wilson_bounds
+    from studies.main_job import rl_gain_verdict, separating_rate
 
     def result(agent: str, low: float, high: float) -> Result:
         return Result(agent, "(a) no change", "env", 200, (low + high) / 2, 0.0, low, high, 0.0, 0.0)
@@ -277,7 +282,7 @@ def test_reference_curves_script_clones_then_trains_each_agent_once(tmp_path, ti
     }
 
     def script() -> set[str]:
-        command = ["bash", str(REPO / "examples" / "reference_curves.sh")]
+        command = ["bash", str(REPO / "studies" / "reference_curves.sh")]
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         return {path.name.split("__")[1] for path in out.glob("*__*")}

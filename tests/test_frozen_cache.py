@@ -121,7 +121,7 @@ def test_the_cached_path_runs_the_models_own_modules(tiny_llama: str) -> None:
 
     import babyai_text  # noqa: F401
     from llm_policy import LLMPolicy
-    from tests.conftest import text_batch
+    from tests.helpers import text_batch
 
     env = gym.make("BabyAI-Text-GoToS5N2-v0")
     policy = LLMPolicy(

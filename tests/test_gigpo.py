@@ -333,9 +333,9 @@ def test_save_and_load_round_trip(tiny_llama: str, tmp_path: Path) -> None:
     loaded.learn(20, reset_num_timesteps=False)  # training goes on from the loaded state
     assert loaded.n_rollouts > model.n_rollouts
 
-    from glam_experiments.evaluate import _load_zip
+    from glam_experiments.agents import load_agent
 
-    assert isinstance(_load_zip(tmp_path / "agent.zip", _text_env(1)), GiGPO)  # any n_envs: evaluation only
+    assert isinstance(load_agent(str(tmp_path / "agent.zip"), _text_env(1)), GiGPO)  # any n_envs: evaluation only
 
 
 def test_the_config_refuses_settings_the_group_algorithms_cannot_use() -> None:

@@ -73,7 +73,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 def test_training_script_flag_and_diagnostics_figure(tiny_llama: str, tmp_path: Path) -> None:
     from glam_experiments.curves import plot_diagnostics, read_grounding
-    from tests.conftest import load_example
+    from tests.helpers import load_example
 
     script = load_example("examples/train_llm_ppo.py")
     args = script.Args(

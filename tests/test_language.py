@@ -22,7 +22,7 @@ from minigrid.envs.babyai.core.verifier import (
 
 import babyai_text
 from babyai_text import ENGLISH, VARIANTS, French
-from tests.conftest import ALL_IDS, rollout
+from tests.helpers import ALL_IDS, rollout
 
 
 def texts_of(env_id: str, episodes: int = 40, steps_per_episode: int = 10) -> list[str]:

@@ -1,4 +1,5 @@
-"""Dependencies point one way: environments <- agents <- experiment tooling; no import cycles."""
+"""Dependencies point one way: environments <- agents and algorithms <- experiment tooling <- studies;
+no import cycles; the studies are not installed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
-PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_algorithms", "glam_experiments")
+PACKAGES = ("babyai_text", "llm_policy", "glam_baselines", "glam_algorithms", "glam_experiments", "studies")
 #: what each package may import from ours
 ALLOWED = {
     "babyai_text": set(),
@@ -19,7 +20,10 @@ ALLOWED = {
     "glam_baselines": {"babyai_text"},
     "glam_algorithms": set(),
     "glam_experiments": {"babyai_text", "llm_policy", "glam_baselines", "glam_algorithms"},
+    "studies": {"babyai_text", "llm_policy", "glam_baselines", "glam_algorithms", "glam_experiments"},
 }
+#: what ``pip install`` ships
+INSTALLED = PACKAGES[:-1]
 #: third-party imports of the environments package (its install_requires)
 ENV_THIRD_PARTY = {"gymnasium", "minigrid", "numpy"}
 
@@ -64,6 +68,25 @@ def test_packages_import_only_downstream(package: str) -> None:
             continue
         ours = {i.split(".")[0] for i in _imports(path, top_level_only=False)} & set(PACKAGES)
         assert ours - {package} <= ALLOWED[package], f"{name} imports {sorted(ours - {package} - ALLOWED[package])}"
+
+
+def test_the_studies_are_not_installed() -> None:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    include = config["options.packages.find"]["include"].split()
+    assert sorted({name.split(".")[0] for name in include}) == sorted(INSTALLED)
+    for folder in ("studies", "examples", "benchmarks", "tests"):
+        assert not any(name.split(".")[0] == folder for name in include), folder
+
+
+def test_algorithms_live_on_the_agents_floor() -> None:
+    """Each training algorithm is a sub-package of ``glam_algorithms`` (sb3-contrib's shape), not tooling."""
+    for algorithm in ("gigpo", "bc"):
+        assert (REPO / "glam_algorithms" / algorithm / "__init__.py").is_file(), algorithm
+    tooling = {p.stem for p in (REPO / "glam_experiments").glob("*.py")}
+    assert not tooling & {"behaviour_cloning", "replay_prefill", "gigpo", "main_job", "recipe_study", "linear_probe"}
 
 
 def test_environments_need_only_gymnasium_minigrid_numpy() -> None:
@@ -127,3 +150,16 @@ def test_the_version_has_one_home() -> None:
     inits = [p for p in REPO.glob("*/__init__.py") if p.parent.name != "babyai_text"]
     others = [p for p in inits if "__version__ =" in p.read_text()]
     assert not others, f"a second version in {others}"
+
+
+def test_tests_import_helpers_not_each_other() -> None:
+    """Shared test code lives in ``tests.helpers``: no test module imports conftest or another test module."""
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        imported = _imports(path, top_level_only=False) | {
+            f"tests.{alias.name}"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module == "tests"
+            for alias in node.names
+        }
+        bad = {i for i in imported if i.startswith(("tests.conftest", "tests.test_"))}
+        assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}: move what they share to tests.helpers"

@@ -21,7 +21,7 @@ from minigrid import wrappers as mw
 import babyai_text
 from babyai_text.observation import MissionBytes
 from babyai_text.wrappers import MinigridObservation, mission_word_dict
-from tests.conftest import ALL_IDS, rollout
+from tests.helpers import ALL_IDS, rollout
 
 MIXED_IDS = [i for i in ALL_IDS if "-Mixed" in i]
 FRENCH_IDS = [i for i in ALL_IDS if "French" in i]

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from llm_policy import LLMPolicy
 from llm_policy.optimizer import LR_SCALE, with_group_lr_scales
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def two_groups(scale: float, optimizer_class: type[torch.optim.Optimizer] = torch.optim.SGD) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 
 import babyai_text  # noqa: F401
 from babyai_text.play import main, parse_action, play
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def bot_plan(env_id: str, seed: int) -> list[str]:

@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from llm_policy import LLMPolicy, ModelNotFoundError, PromptTooLongError, load_language_model
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 ENV_ID = "BabyAI-Text-GoTo-v0"
 

@@ -1,6 +1,6 @@
 """The prompt prefix common to a batch runs once: scores, hidden states and gradients are unchanged.
 
-Every family of the conformance suite (``tests/model_families.py``) is scored with the
+Every family of the conformance suite (``tests/helpers/model_families.py``) is scored with the
 prefix shared, without it, and by the slow independent reference of
 ``tests/test_model_families.py``; gradients of a PPO-like loss are compared between the
 shared and the unshared computation in every fine-tuning mode (the frozen-block cache of
@@ -21,24 +21,19 @@ from transformers import LlamaForCausalLM, LlamaModel, Qwen2Config, Qwen2ForCaus
 from babyai_text import decode_batch
 from llm_policy import ActionScorer, LLMPolicy, PromptTemplate, load_language_model
 from llm_policy.scoring import MIN_SHARED_TOKENS
-from tests import test_model_families
-from tests.conftest import text_batch
-from tests.model_families import CAUSAL_FAMILIES
-from tests.test_model_families import (
+from tests.helpers import text_batch
+from tests.helpers.family_reference import (
     ATOL,
     CASES,
-    _assert_same_gradients,
-    _gradients,
+    assert_same_gradients,
     assert_scores_match,
+    gradients,
     make_policy,
     obs_tensor,
     reference,
 )
-from tests.test_scoring import check_against_reference, reference_scores
-
-# the conformance suite's session fixture: each family is built once per session
-family_dir = test_model_families.family_dir
-
+from tests.helpers.model_families import CAUSAL_FAMILIES
+from tests.helpers.scoring_reference import check_against_reference, reference_scores
 
 #: Fewest tokens of GLAM's action line and "Goal of the agent:" in the families' tokenizers (SentencePiece
 #: ones merge "▁up," and "▁toggle\nGoal").
@@ -122,14 +117,14 @@ def test_shared_gradients_equal_unshared(family_dir, family: str, mode: str) -> 
     policy = shared(make_policy(path, mode))
     x = obs_tensor(policy, english_observations())
     assert policy.scorer.shared_prefix_length(prompt_ids(policy, x)) >= ACTION_LINE
-    expected = _gradients(unshared(policy), x)
+    expected = gradients(unshared(policy), x)
     if policy.scorer.lower_cache is not None:
         policy.scorer.lower_cache.clear()  # the shared update below records the rows again
-    _assert_same_gradients(_gradients(shared(policy), x), expected, f"{family}/{mode}: shared prefix")
+    assert_same_gradients(gradients(shared(policy), x), expected, f"{family}/{mode}: shared prefix")
     if mode == "top_k-cache":
         # the rows recorded by the shared forward serve the next update (the top block alone)
         hits = policy.scorer.lower_cache.hits
-        _assert_same_gradients(_gradients(policy, x), expected, f"{family}/{mode}: update from the cache")
+        assert_same_gradients(gradients(policy, x), expected, f"{family}/{mode}: update from the cache")
         assert policy.scorer.lower_cache.hits == hits + 3
 
 
@@ -266,9 +261,9 @@ def test_micro_batches_and_autocast(family_dir) -> None:
     path = family_dir("llama3")
     policy = make_policy(path, "full")
     x = obs_tensor(policy, english_observations())
-    expected = _gradients(unshared(policy), x)
+    expected = gradients(unshared(policy), x)
     policy.micro_batch_size = 2  # a chunk of two (shared) and a chunk of one (not)
-    _assert_same_gradients(_gradients(shared(policy), x), expected, "micro-batches of 2")
+    assert_same_gradients(gradients(shared(policy), x), expected, "micro-batches of 2")
     policy.micro_batch_size = None
     policy.autocast = True
     with torch.no_grad():

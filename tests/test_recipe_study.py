@@ -1,4 +1,4 @@
-"""The recipe study's runs and report (glam_experiments.recipe_study), on a tiny model."""
+"""The recipe study's runs and report (studies.recipe_study), on a tiny model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from glam_experiments.configs import LLMPPOConfig
-from glam_experiments.recipe_study import ARMS, Cloning, arm_config, main, report, run_arm
+from studies.recipe_study import ARMS, Cloning, arm_config, main, report, run_arm
 
 ENV_ID = "BabyAI-Text-GoToS5N2-v0"
 TINY_RUN = {"episodes": 2, "grounding_states": 4, "grounding_every": 1, "eval_envs": 2, "curve_states": 3}

@@ -1,4 +1,4 @@
-"""Demonstrations in DRRN's replay buffer (glam_experiments.replay_prefill, examples/train_drrn.py --demonstrations)."""
+"""Demonstrations in DRRN's replay buffer (glam_algorithms.bc, examples/train_drrn.py --demonstrations)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from stable_baselines3 import DQN
 
+from glam_algorithms.bc import prefill_replay_buffer
 from glam_baselines import DRRNPolicy
 from glam_experiments.envs import make_text_vec_env
-from glam_experiments.replay_prefill import prefill_replay_buffer
-from tests.conftest import load_example
+from tests.helpers import load_example
 
 minari = pytest.importorskip("minari")
 

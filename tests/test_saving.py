@@ -21,7 +21,7 @@ from glam_experiments.checkpoints import TrainingState, load_checkpoint, save_ch
 from llm_policy import LLMPolicy
 from llm_policy import policy as policy_module
 from llm_policy.saving import BASE_RECORD_KEY, BaseWeightsMismatchError, base_record, frozen_weights_hash
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 ENV_ID = "BabyAI-Text-GoToS5N2-v0"
 MODES: dict[str, dict[str, Any]] = {

@@ -28,7 +28,7 @@ def test_a_second_main_job_into_the_same_folder_is_refused(tmp_path: Path, capsy
     import tyro
     from filelock import FileLock
 
-    from glam_experiments.main_job import Args, main
+    from studies.main_job import Args, main
 
     out = tmp_path / "results"
     # a lock object of its own, as another process's would be (a nested exclusive() would re-enter it)

@@ -8,7 +8,7 @@ import torch
 from stable_baselines3 import PPO
 
 from llm_policy import DEFAULT_MODEL, ActionScorer, LLMPolicy, load_language_model
-from tests.test_scoring import prompts_and_candidates, reference_scores
+from tests.helpers.scoring_reference import prompts_and_candidates, reference_scores
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from glam_baselines import BabyAIFeaturesExtractor
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 
 def extractor_and_obs() -> tuple[BabyAIFeaturesExtractor, dict]:

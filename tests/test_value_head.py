@@ -11,7 +11,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from llm_policy import LLMPolicy
 from llm_policy.value_head import RunningStandardizer
-from tests.conftest import text_batch
+from tests.helpers import text_batch
 
 ENV_ID = "BabyAI-Text-GoToS5N2-v0"
 

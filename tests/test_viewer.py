@@ -17,7 +17,7 @@ from glam_experiments.recording import record_episodes
 from glam_experiments.viewer import main as viewer_main
 from glam_experiments.viewer import write_gif, write_html
 from llm_policy import LLMPolicy
-from tests.browser import MISSING, find_chromium
+from tests.helpers.browser import MISSING, find_chromium
 
 ENV = "BabyAI-Text-GoToS5N2-v0"
 

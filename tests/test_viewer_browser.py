@@ -15,7 +15,7 @@ import torch
 from glam_experiments.recording import EpisodeRecord, StepRecord, record_episodes
 from glam_experiments.viewer import write_html
 from llm_policy import LLMPolicy
-from tests.browser import MISSING, Browser, find_chromium
+from tests.helpers.browser import MISSING, Browser, find_chromium
 
 ENV = "BabyAI-Text-GoToS5N2-v0"
 STEPS = 6

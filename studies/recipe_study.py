@@ -1,8 +1,8 @@
 """The recipe study: which PPO recipe turns SmolLM2-135M into a grounded agent on a CPU.
 
-    python -m glam_experiments.recipe_study run --arm advnorm --seed 1 [--frames 1536]
-    python -m glam_experiments.recipe_study run --arm default --seed 1 --bc-dataset ID [--bc-episodes 100] --name bc100
-    python -m glam_experiments.recipe_study report [studies/recipes]
+    python -m studies.recipe_study run --arm advnorm --seed 1 [--frames 1536]
+    python -m studies.recipe_study run --arm default --seed 1 --bc-dataset ID [--bc-episodes 100] --name bc100
+    python -m studies.recipe_study report [runs/recipes]
 
 Each arm is a set of changes to :class:`glam_experiments.configs.LLMPPOConfig` (:data:`ARMS`).
 ``run`` trains one arm with one seed for ``--frames`` env-steps on ``--env-id`` (stock SB3
@@ -15,7 +15,7 @@ bot states from seeds no training env used.  It writes ``<out>/<arm>/seed<k>/res
 a Markdown table over all results, one row per arm: mean ± sd over seeds.
 
 With ``--bc-dataset`` the arm first clones a Minari dataset of demonstrations
-(:func:`glam_experiments.behaviour_cloning.behaviour_clone`), then trains with PPO
+(:func:`glam_algorithms.bc.behaviour_clone`), then trains with PPO
 for ``--frames`` (0: cloning alone); ``--name`` names its folder and row.
 """
 
@@ -34,9 +34,8 @@ import numpy as np
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from glam_experiments.behaviour_cloning import Cloning
 from glam_experiments.cli import ArgumentParser, require_at_least, run_command, summary
-from glam_experiments.configs import LLMPPOConfig
+from glam_experiments.configs import Cloning, LLMPPOConfig
 
 #: The arms: changes to LLMPPOConfig's defaults, the recipe this study chose (the references' critic —
 #: value head on detached, standardised features at 10x the LM's rate — rewards x20, the LM at 3e-5);
@@ -184,7 +183,8 @@ def run_arm(
 
 def _success(agent_of: Any, env_id: str, episodes: int, eval_envs: int, eval_seed: int) -> dict[str, Any]:
     """Success of ``agent_of(env)`` on ``episodes`` seeded episodes (actions sampled), with its Wilson 99 % interval."""
-    from glam_experiments.evaluate import run_episodes, wilson_interval
+    from glam_experiments.evaluate import run_episodes
+    from glam_experiments.statistics import wilson_interval
 
     eval_env = DummyVecEnv([lambda: gym.make(env_id)] * eval_envs)
     eval_env.seed(eval_seed)
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    parser = ArgumentParser(prog="python -m glam_experiments.recipe_study", description=summary(__doc__))
+    parser = ArgumentParser(prog="python -m studies.recipe_study", description=summary(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and measure one arm with one seed")
     run.add_argument("--arm", required=True, choices=sorted(ARMS))
@@ -334,7 +334,7 @@ def _main(argv: list[str]) -> None:
     run.add_argument("--grounding-states", type=int, default=200, help="bot states of the final measurement")
     run.add_argument("--curve-states", type=int, default=100, help="bot states measured during training")
     run.add_argument("--grounding-every", type=int, default=4)
-    run.add_argument("--out", type=Path, default=Path("studies/recipes"))
+    run.add_argument("--out", type=Path, default=Path("runs/recipes"))
     run.add_argument("--eval-seed", type=int, default=5000, help="seeds the evaluation episodes and bot states")
     run.add_argument("--name", help="the arm's folder and report row (default: --arm)")
     run.add_argument("--bc-dataset", help="clone this Minari dataset of demonstrations before PPO")
@@ -346,7 +346,7 @@ def _main(argv: list[str]) -> None:
     )
     run.add_argument("--init-from", type=Path, help="start from this saved agent (e.g. another run's cloned.zip)")
     rep = sub.add_parser("report", help="a Markdown table of the results")
-    rep.add_argument("out", type=Path, nargs="?", default=Path("studies/recipes"))
+    rep.add_argument("out", type=Path, nargs="?", default=Path("runs/recipes"))
     args = parser.parse_args(argv)
     if args.command == "report":
         print(report(args.out))

@@ -1,6 +1,6 @@
-"""Zero-shot grounding of SmolLM2-135M under several prompt formats (the table in docs/results.md).
+"""Zero-shot grounding of SmolLM2-135M under several prompt formats (the table in docs/studies/grounding.md).
 
-    python examples/zero_shot_prompts.py [--env-id BabyAI-Text-PickUpS5N2-v0] [--states 200]
+    python studies/zero_shot_prompts.py [--env-id BabyAI-Text-PickUpS5N2-v0] [--states 200]
 
 For GLAM's raw prompt, two hand-written chat prompts (SmolLM2's ``<|im_start|>`` turns; the
 action list in the system turn, the goal and observation in the user turn, the action as
@@ -36,7 +36,7 @@ def chat_template(answer: str, action_prefix: str) -> PromptTemplate:
 
 TEMPLATES = {
     "GLAM raw prompt": PromptTemplate(history=1),
-    # as measured for docs/results.md: the open slot loses its trailing newline (PromptTemplate strips
+    # as measured for docs/studies/grounding.md: the open slot loses its trailing newline (PromptTemplate strips
     # it), so the action follows "<|im_start|>assistant" directly; the lead-in variant keeps the newline
     "chat template": chat_template("{action}", ""),
     "chat template, lead-in": chat_template("I take the action: {action}", " "),

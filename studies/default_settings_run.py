@@ -6,9 +6,9 @@ the rollout size, against the former default (the LM at PPO's 3e-4 too), on the 
 seeds.  Prints, per update, PPO's approx KL, clip fraction and entropy, and the training
 episodes' success; writes a markdown table.
 
-    python examples/default_settings_run.py [--device cuda] [--n-envs 8] [--n-steps 64] [--updates 4]
+    python studies/default_settings_run.py [--device cuda] [--n-envs 8] [--n-steps 64] [--updates 4]
 
-On a 2-core CPU (docs/results.md): ``--n-envs 4 --n-steps 8 --batch-size 32 --updates 2
+On a 2-core CPU (docs/studies/default_settings.md): ``--n-envs 4 --n-steps 8 --batch-size 32 --updates 2
 --prompt-history 1 --micro-batch-size 16`` (each full fine-tuning update of 10 epochs
 takes minutes there).
 """

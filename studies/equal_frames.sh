@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # LLM (pretrained SmolLM2-135M) vs NPAE vs Symbolic-PPO vs DRRN on BabyAI-Text-GoToS5N2-v0
 # at equal frames (2,048 env-steps, the main job's budget), then each trained agent on the
-# `small` generalization suite.  The figures in docs/results.md come from this script.
+# `small` generalization suite.  The figures in docs/studies/gotos5n2.md come from this script.
 #
 #     [OUT=runs/equal_frames] [LLM_SEEDS="1 2"] [NPAE_SEEDS="1 2"] [BASELINE_SEEDS="1 2 3"] \
-#         bash examples/equal_frames.sh
+#         bash studies/equal_frames.sh
 #
 # The LLM and NPAE runs take ~10 CPU-minutes each on 2 cores, Symbolic-PPO and DRRN ~1.
 set -euo pipefail

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # A main job's GiGPO stage again with other seeds
-# (docs/results.md#the-main-job-with-a-weak-clone-and-gigpo-rls-gain-over-three-seeds): from the cloned agent of
-# a run of
-#     python -m glam_experiments.main_job --bc-episodes 100 --algo gigpo --group-size 4 --lm-learning-rate 1e-4 \
+# (docs/studies/group_advantages.md#the-main-job-with-a-weak-clone-and-gigpo-rls-gain-over-three-seeds):
+# from the cloned agent of a run of
+#     python -m studies.main_job --bc-episodes 100 --algo gigpo --group-size 4 --lm-learning-rate 1e-4 \
 #         --ent-coef 0 --total-timesteps 6000 --out JOB
 # (cloning is deterministic, so every seed starts from the agent that job reinforced), GiGPO with that job's
 # flags (groups of 4, the LM's top two blocks at 1e-4, no entropy bonus; 8 envs per rank over 2 torchrun ranks)
 # for FRAMES frames per seed of SEEDS, then each trained agent on the job's 200 evaluation episodes (seed 1000)
 # and 300 bot states, as the job measures.
 #
-#     JOB=<that job's --out> [OUT=studies/main_seeds] [FRAMES=6000] [SEEDS="2 3"] bash examples/main_job_seeds.sh
+#     JOB=<that job's --out> [OUT=runs/main_seeds] [FRAMES=6000] [SEEDS="2 3"] bash studies/main_job_seeds.sh
 #
 # About 14 minutes per seed over both cores, and 5 per evaluation (two at a time, one thread each).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 JOB=${JOB:?JOB: the results folder of the main job whose cloned agent to start from}
-OUT=${OUT:-studies/main_seeds}
+OUT=${OUT:-runs/main_seeds}
 FRAMES=${FRAMES:-6000}
 SEEDS=${SEEDS:-2 3}
 ENV_ID=BabyAI-Text-PickUpS5N2-v0

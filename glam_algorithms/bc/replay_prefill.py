@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from glam_experiments.behaviour_cloning import check_demonstrations, concatenate_rows, take_rows
+from glam_algorithms.bc.bc import check_demonstrations, concatenate_rows, take_rows
 
 
 def prefill_replay_buffer(

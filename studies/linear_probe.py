@@ -1,6 +1,6 @@
 """Linear probes of a language model's features: is the representation or the training the bottleneck?
 
-    python -m glam_experiments.linear_probe --env-id BabyAI-Text-PickUpS5N2-v0 [--train-states 600 --test-states 300]
+    python -m studies.linear_probe --env-id BabyAI-Text-PickUpS5N2-v0 [--train-states 600 --test-states 300]
 
 The features are what :class:`~llm_policy.LLMPolicy`'s value head reads: the final hidden
 state of the prompt's last token (``--layer``: the output of an earlier block instead,
@@ -127,8 +127,8 @@ def run(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from babyai_text.prompt import PromptTemplate
+    from glam_experiments.agents import load_agent
     from glam_experiments.diagnostics import argmax_agreement, probability_fn
-    from glam_experiments.evaluate import load_agent
 
     train = BotStates.collect(env_id, train_states, seed=seed)
     # held-out states from later seeds than any training episode used
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    parser = ArgumentParser(description=summary(__doc__), prog="python -m glam_experiments.linear_probe")
+    parser = ArgumentParser(description=summary(__doc__), prog="python -m studies.linear_probe")
     parser.add_argument("--env-id", default="BabyAI-Text-PickUpS5N2-v0")
     parser.add_argument("--model", default="SmolLM2-135M-Instruct")
     parser.add_argument("--train-states", type=int, default=600)

@@ -5,7 +5,7 @@ it, its zero-shot self and a random agent on that level (success and the groundi
 and on its generalization variants.  ``--bc-episodes 0`` trains with RL alone (from the
 pretrained model).
 
-    python -m glam_experiments.main_job [--bc-episodes 1000] [--algo ppo] [--total-timesteps N] [--out results]
+    python -m studies.main_job [--bc-episodes 1000] [--algo ppo] [--total-timesteps N] [--out results]
 
 Writes to ``<out>/``: ``evaluation.{md,csv,json,png}`` (zero-shot, before RL, after RL and random,
 success with 99 % CIs per test, bot agreement and state dependence), ``learning_curve.png``
@@ -41,8 +41,9 @@ from babyai_text.prompt import PromptTemplate
 from glam_experiments.cli import UsageError, require_at_least, run_command
 from glam_experiments.configs import LLMPPOConfig
 from glam_experiments.curves import markdown_table, plot, plot_diagnostics
-from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, wilson_bounds, write
+from glam_experiments.evaluate import Result, evaluate, markdown, variant_suite, write
 from glam_experiments.recording import EpisodeRecord, record_episodes
+from glam_experiments.statistics import wilson_bounds
 from glam_experiments.viewer import write_gif, write_html
 
 #: how the job names each RL algorithm in its output
@@ -62,7 +63,7 @@ class Args(LLMPPOConfig):
     --lm-learning-rate 1e-4`` is :data:`~glam_experiments.configs.GIGPO_LLM`, the group-advantage study's.
     ``--bc-episodes 100 --algo gigpo --group-size 4 --lm-learning-rate 1e-4 --ent-coef 0 --total-timesteps
     6000`` gives RL the largest share of the agent's success measured in the job's 30 minutes
-    (docs/results.md#the-main-job-with-a-weak-clone-and-gigpo-rls-gain-over-three-seeds)."""
+    (docs/studies/group_advantages.md#the-main-job-with-a-weak-clone-and-gigpo-rls-gain-over-three-seeds)."""
 
     env_id: str = "BabyAI-Text-PickUpS5N2-v0"
     """training level, evaluated with its generalization variants"""
@@ -129,7 +130,7 @@ def train_agent(args: Args, run_dir: Path, dataset_id: str | None) -> None:
         env = args.make_env(args.env_id, args.seed)
         model = args.make(env, seed=args.seed)
         if dataset_id is not None:
-            from glam_experiments.behaviour_cloning import Cloning
+            from glam_experiments.configs import Cloning
 
             cloning = Cloning(dataset_id, args.bc_episodes, args.bc_epochs, args.bc_learning_rate, args.bc_value_coef)
             cloning.run(model, args.seed, args.reward_scale, run_dir)

@@ -5,7 +5,7 @@
 # then every final agent, the random agent and the zero-shot model on the main job's evaluation
 # episodes (EVAL_EPISODES seeded from 1000, grounding on 200 bot states), also per group of seeds.
 #
-#     [OUT=runs/reference] [FRAMES=20480] [SEEDS="1 2 3"] [NPROC=2] [BC_EPISODES=1000] bash examples/reference_curves.sh
+#     [OUT=runs/reference] [FRAMES=20480] [SEEDS="1 2 3"] [NPROC=2] [BC_EPISODES=1000] bash studies/reference_curves.sh
 #
 # (MODEL: the LM, SmolLM2-135M-Instruct by default; LLM_FLAGS: more flags of both LLM scripts, e.g.
 # a smaller rollout for a trial; EVAL_EPISODES: 100.)
@@ -18,7 +18,7 @@
 # over, e.g. committed), and a user's own runs compared with ours: docs/results/reference_curves
 # holds our seeds' logs.
 #
-# The LLM agent: the main job's recipe (glam_experiments.main_job): the bot's first BC_EPISODES
+# The LLM agent: the main job's recipe (studies.main_job): the bot's first BC_EPISODES
 # episodes of the level cloned (one epoch, the LM at 3e-4, the value head not fitted), then PPO
 # with LLMPPOConfig's defaults for FRAMES frames from the cloned policy; BC_EPISODES=0: PPO from
 # the pretrained model alone.  The baselines get no demonstrations: the curves' x axis counts

@@ -1,6 +1,6 @@
 """One rank of the multi-process tests (``tests/test_distributed.py`` launches it with ``torchrun``).
 
-    torchrun --nproc_per_node=2 tests/distributed_worker.py MODEL_DIR OUT_DIR MODE
+    torchrun --nproc_per_node=2 tests/helpers/distributed_worker.py MODEL_DIR OUT_DIR MODE
 
 MODE ``train``: stock PPO on 2 envs per rank over a tiny model; dumps each rank's weights
 before the first forward, the first rollout (buffer and the weights it was collected
@@ -79,7 +79,7 @@ def main(model_dir: str, out: Path, mode: str) -> None:
     config = replace(CONFIG, model=model_dir)
     model = config.make(env, seed=seed, **({"target_kl": 0.01} if mode == "target_kl" else {}))
     if mode.startswith("clone"):  # clone:<episodes>
-        from glam_experiments.behaviour_cloning import behaviour_clone
+        from glam_algorithms.bc import behaviour_clone
         from glam_experiments.demonstrations import load_demonstrations
 
         dataset = load_demonstrations(CLONE_DATASET)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How RL's own gain grows with frames in the main job's setting (docs/results.md#gigpo-gain-against-frames):
+# How RL's own gain grows with frames in the main job's setting (docs/studies/group_advantages.md#gigpo-gain-against-frames-it-levels-off-at-about-01-short-of-separating-intervals):
 #   1. the main job with a weak clone (100 bot episodes, BC_EPOCHS epochs, over its 2 torchrun ranks) and 4,000
 #      GiGPO frames in groups of JOB_GROUP: its before-RL agent (cloned.zip) is the start of step 2, and its
 #      report measures that agent, the job's RL agent, zero-shot and random on the job's 200 evaluation episodes;
@@ -7,16 +7,16 @@
 #      checkpoint every EVERY rollouts (13: about 4,000 frames), every checkpoint kept;
 #   3. each checkpoint on the same 200 evaluation episodes (seed 1000) and 200 bot states.
 #
-#     [OUT=studies/frames] [FRAMES=12000] [BC_EPOCHS=2] [JOB_GROUP=8] [SEED=2] [EVERY=13] \
-#         bash examples/gigpo_frames_study.sh
+#     [OUT=runs/frames] [FRAMES=12000] [BC_EPOCHS=2] [JOB_GROUP=8] [SEED=2] [EVERY=13] \
+#         bash studies/gigpo_frames_study.sh
 #
-# docs/results.md's two runs: the defaults (a clone of 2 epochs), and OUT=studies/frames_e1 FRAMES=8000
+# docs/studies/group_advantages.md's two runs: the defaults (a clone of 2 epochs), and OUT=runs/frames_e1 FRAMES=8000
 # BC_EPOCHS=1 JOB_GROUP=4 SEED=1 EVERY=6 (a clone of 1 epoch, the job's RL stage in groups of 4).
 #
 # About 25 minutes for step 1, 36 for step 2 (5.5 frames/s over both cores), 4 per checkpoint evaluated.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-studies/frames}
+OUT=${OUT:-runs/frames}
 FRAMES=${FRAMES:-12000}
 BC_EPOCHS=${BC_EPOCHS:-2}
 JOB_GROUP=${JOB_GROUP:-8}
@@ -25,7 +25,7 @@ EVERY=${EVERY:-13}
 ENV_ID=BabyAI-Text-PickUpS5N2-v0
 mkdir -p "$OUT/kept"
 [ -e "$OUT/job/evaluation.json" ] ||
-    $PY -m glam_experiments.main_job --bc-episodes 100 --bc-epochs "$BC_EPOCHS" --group-size "$JOB_GROUP" --algo gigpo --lm-learning-rate 1e-4 \
+    $PY -m studies.main_job --bc-episodes 100 --bc-epochs "$BC_EPOCHS" --group-size "$JOB_GROUP" --algo gigpo --lm-learning-rate 1e-4 \
         --ent-coef 0 --total-timesteps 4000 --out "$OUT/job" > "$OUT/job.log" 2>&1
 CLONED=$(ls "$OUT"/job/training/*/cloned.zip)
 if [ -z "$(ls "$OUT"/long/*/model.zip 2>/dev/null)" ]; then

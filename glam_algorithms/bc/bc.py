@@ -10,7 +10,7 @@ starts from scratch on the cloned policy.  The model stays a stock SB3 ``PPO``:
 ``model.save``, ``PPO.load`` and ``model.learn`` work as before.
 
     config = LLMPPOConfig()
-    dataset = load_demonstrations("babyai-text/GoToS5N2/bot-v0")   # glam_experiments.demonstrations
+    dataset = minari.load_dataset("babyai-text/GoToS5N2/bot-v0")   # python -m glam_experiments.demonstrations
     model = config.make(config.make_env("BabyAI-Text-GoToS5N2-v0"))
     history = behaviour_clone(model, dataset, epochs=3, reward_scale=config.reward_scale, run_dir="runs/bc")
     model.learn(2048)                                     # PPO from the cloned policy
@@ -20,6 +20,7 @@ See ``docs/behaviour_cloning.md``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,6 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from glam_algorithms.gigpo.advantages import discounted_returns
-from glam_experiments.distributed import current_ranks
 
 Observations = dict[str, np.ndarray] | np.ndarray
 
@@ -207,11 +207,14 @@ def _lm_group(policy: Any) -> dict[str, Any]:
     raise ValueError("the policy's optimizer trains none of its language model's weights")
 
 
+#: The parameter-group key of a rate's scale, the protocol of :mod:`llm_policy.optimizer` (spelled out
+#: here so that the algorithms do not import a policy package; a test checks the two agree).
+LR_SCALE = "lr_scale"
+
+
 def _group_rate(group: dict[str, Any]) -> float:
     """A group's effective rate: SB3 writes one base rate (PPO's schedule) into every group, and
-    :mod:`llm_policy.optimizer` scales the LM's by its ``lr_scale`` in each step."""
-    from llm_policy.optimizer import LR_SCALE
-
+    an optimizer of :mod:`llm_policy.optimizer` scales the LM's by its ``lr_scale`` in each step."""
     return float(group["lr"] * group.get(LR_SCALE, 1.0))
 
 
@@ -254,7 +257,8 @@ def behaviour_clone(
     :param value_coef: weight of the value loss; 0 (the default): the value head is not fitted, and PPO's
         critic learns the cloned policy's own values.  Fitted to the demonstrator's returns, the critic
         overestimates a policy that imitates it imperfectly and PPO's first updates push away from the
-        cloned actions (docs/results.md#learning-from-the-bot-cloning-ppo-and-drrns-replay-buffer-issue-20).
+        cloned actions
+        (docs/studies/learning_from_the_bot.md#learning-from-the-bot-cloning-ppo-and-drrns-replay-buffer).
     :param reward_scale: the factor PPO's env multiplies rewards by (the value head's targets are in PPO's units).
     :param run_dir: write TensorBoard scalars here (``losses/bc_*``, ``charts/bc_*``); ``None``: none.
     :param progress: show a progress bar (on rank 0 under torchrun).
@@ -271,8 +275,7 @@ def behaviour_clone(
     check_demonstrations(dataset, model.observation_space, model.action_space)
     n_actions = int(model.action_space.n)
 
-    ranks = current_ranks()
-    rank, world = ranks.rank, ranks.world_size
+    rank, world = _rank_and_world()
     val_world = 1  # ranks sharing the held-out steps
     rng = np.random.default_rng(seed)
     ids = np.asarray(dataset.episode_indices)
@@ -405,49 +408,29 @@ def behaviour_clone(
     return history
 
 
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks (0 and 1 outside a process group).
+
+    :raises RuntimeError: in a process ``torchrun`` started with others that has not joined
+        their process group: it would clone alone, as if it were the only one.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError(
+            f"this process is rank {os.environ.get('RANK')} of {os.environ['WORLD_SIZE']} but has not joined the "
+            "others' process group: call torch.distributed.init_process_group() (or "
+            "glam_experiments.distributed.init_ranks()) first, or run without torchrun"
+        )
+    return 0, 1
+
+
 def _sum_over_ranks(values: list[float], world: int, device: torch.device) -> list[float]:
     if world == 1:
         return values
     total = torch.tensor(values, dtype=torch.float64, device=device)  # on the policy's device: NCCL needs CUDA
     dist.all_reduce(total)
     return total.tolist()
-
-
-@dataclass
-class Cloning:
-    """What to clone before PPO: :func:`behaviour_clone`'s choices that are not the model's.
-
-    :param dataset_id: the Minari dataset of demonstrations.
-    :param episodes: its first N episodes (``None``: all).
-    :param epochs: passes over them.
-    :param learning_rate: the LM's rate while cloning (``None``: PPO's).
-    :param value_coef: weight of the value head's fit to the demonstrations' returns (0: not fitted, so
-        PPO's critic starts from scratch rather than from the bot's returns).
-    """
-
-    dataset_id: str
-    episodes: int | None = None
-    epochs: int = 3
-    learning_rate: float | None = None
-    value_coef: float = 0.0
-
-    def run(
-        self, model: OnPolicyAlgorithm, seed: int, reward_scale: float, run_dir: str | Path | None = None
-    ) -> list[BCEpoch]:
-        """:func:`behaviour_clone` of ``model`` (in place) on the dataset, loaded by id."""
-        from glam_experiments.demonstrations import load_demonstrations
-
-        return behaviour_clone(
-            model,
-            load_demonstrations(self.dataset_id),
-            epochs=self.epochs,
-            seed=seed,
-            episodes=self.episodes,
-            lm_learning_rate=self.learning_rate,
-            value_coef=self.value_coef,
-            reward_scale=reward_scale,
-            run_dir=run_dir,
-        )
 
 
 def accuracy_floor(actions: np.ndarray, n_actions: int) -> float:
@@ -458,12 +441,10 @@ def accuracy_floor(actions: np.ndarray, n_actions: int) -> float:
 
 __all__ = [
     "BCEpoch",
-    "Cloning",
     "Demonstrations",
     "accuracy_floor",
     "behaviour_clone",
     "check_demonstrations",
     "demonstration_steps",
-    "discounted_returns",
     "split_episodes",
 ]

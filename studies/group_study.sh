@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Critic-free group advantages against PPO on the main job's level (docs/results.md#group-advantages-study).
+# Critic-free group advantages against PPO on the main job's level (docs/studies/group_advantages.md#group-advantages-study).
 # For each seed, the bot's first 100 demonstrations are cloned once (5 epochs, the LM at 3e-4; kept as
 # cloned/seedN, the agent before RL); from that agent each arm trains for FRAMES frames with
 #   gigpo  GiGPO, 16 envs in 2 groups of 8 episodes from one start, the LM at 1e-4
@@ -9,13 +9,13 @@
 # Every agent, the cloned ones and a random one are then measured on the main job's evaluation episodes
 # (200, seed 1000) and 200 bot states; the report pairs each run with its seed's cloned agent.
 #
-#     [OUT=studies/groups] [FRAMES=2000] [SEEDS="1 2 3"] [ARMS="gigpo grpo ppo ppo_warmup"] bash examples/group_study.sh
+#     [OUT=runs/groups] [FRAMES=2000] [SEEDS="1 2 3"] [ARMS="gigpo grpo ppo ppo_warmup"] bash studies/group_study.sh
 #
 # Two processes at a time with one thread each (the 2-core machine): cloning about 3 minutes per seed, an
 # RL stage about 12, a 200-episode evaluation about 5.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-studies/groups}
+OUT=${OUT:-runs/groups}
 FRAMES=${FRAMES:-2000}
 SEEDS=${SEEDS:-1 2 3}
 ARMS=${ARMS:-gigpo grpo ppo ppo_warmup}
@@ -62,4 +62,4 @@ for seed in $SEEDS; do for arm in $ARMS; do echo "train $arm $seed"; done; done 
         for arm in $ARMS; do echo "measure $(ls "$OUT/$arm/seed$seed"/*/model.zip) $OUT/$arm/seed$seed/eval"; done
     done
 } | xargs -P 2 -L 1 bash -c '"$@"' _
-$PY examples/group_study_report.py "$OUT"
+$PY studies/group_study_report.py "$OUT"

@@ -11,7 +11,7 @@ checkpoint (``AutoTokenizer``: with transformers 5 the tokenizer class declared 
 
 Families (``build_family(name, directory)``):
 
-- ``"word"``: the word-level tiny Llama of :mod:`tests.tiny_models`.
+- ``"word"``: the word-level tiny Llama of :mod:`tests.helpers.tiny_models`.
 - ``"llama2"``: Llama-2 / Mistral-v0.1 / TinyLlama legacy SentencePiece BPE, loaded verbatim
   from ``tokenizer.json`` (``Prepend("▁")`` normalizer: a lone text ``" turn left"``
   tokenizes with a spurious leading ``"▁"``).
@@ -430,7 +430,7 @@ def build_family(name: str, directory: Path) -> Path:
     """Save a tiny random model of family ``name`` and its tokenizer in ``directory``."""
     directory = Path(directory)
     if name == "word":
-        from tests.tiny_models import build_tiny_model
+        from tests.helpers.tiny_models import build_tiny_model
 
         return build_tiny_model(directory, "llama")
     if name not in RAW_TOKENIZERS:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learning from the bot (docs/results.md): behaviour cloning on 100 and 1,000 of the
+# Learning from the bot (docs/studies/learning_from_the_bot.md): behaviour cloning on 100 and 1,000 of the
 # bot's demonstrations, PPO alone, and cloning then PPO, on the main job's level, seeds 1 and 2,
 # two runs at a time with one thread each (the 2-core machine).  Every arm is measured on the
 # main job's 100 evaluation episodes and 300 bot states (seed 1000): its zero-shot and random
@@ -7,7 +7,7 @@
 # before PPO: that is the "cloning alone" figure.  Then DRRN with and without the 1,000
 # demonstrations in its replay buffer, 3 seeds, and the tables.
 #
-#     [OUT=studies/bc] [FRAMES=1024] [DRRN_FRAMES=10240] bash examples/bc_study.sh
+#     [OUT=runs/bc] [FRAMES=1024] [DRRN_FRAMES=10240] bash studies/bc_study.sh
 #
 # About 3 hours on 2 cores: the LLM arms took 2.5 hours here (a test run beside them for half
 # of it; the bc1000v0 pair 42 minutes; cloning runs at ~4 demonstration steps/s on one thread in its first epoch, PPO at
@@ -15,7 +15,7 @@
 # work beside it.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-studies/bc}
+OUT=${OUT:-runs/bc}
 FRAMES=${FRAMES:-1024}
 DRRN_FRAMES=${DRRN_FRAMES:-10240}
 ENV_ID=BabyAI-Text-PickUpS5N2-v0
@@ -32,7 +32,7 @@ run_arms() {
     while read -r name seed flags; do  # (no trailing blank: xargs -L would join the next line)
         [ -e "$OUT/$name/seed$seed/result.json" ] || echo "$name $seed${flags:+ $flags}"
     done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \
-        "name=\$0 seed=\$1; shift; $PY -m glam_experiments.recipe_study $STUDY --frames $FRAMES --name \$name \
+        "name=\$0 seed=\$1; shift; $PY -m studies.recipe_study $STUDY --frames $FRAMES --name \$name \
          --seed \$seed \"\$@\" > $OUT/\$name-\$seed.log 2>&1 && tail -1 $OUT/\$name-\$seed.log"
 }
 {
@@ -46,7 +46,7 @@ run_arms() {
 for arm in lm1e-4 lm3e-4; do
     for seed in 1 2; do echo "bc1000v0_$arm $seed --arm $arm --init-from $OUT/bc1000v0_ppo/seed$seed/cloned.zip"; done
 done | run_arms
-$PY -m glam_experiments.recipe_study report "$OUT" | tee "$OUT/report.md"
+$PY -m studies.recipe_study report "$OUT" | tee "$OUT/report.md"
 
 # DRRN (the reference curves' settings) with and without the demonstrations in its replay buffer
 for seed in 1 2 3; do echo "$seed"; echo "$seed --demonstrations $DATASET"; done | OMP_NUM_THREADS=1 xargs -P 2 -L 1 sh -c \

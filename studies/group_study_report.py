@@ -1,6 +1,6 @@
-"""The group-advantage study's table (``examples/group_study.sh`` writes what it reads).
+"""The group-advantage study's table (``studies/group_study.sh`` writes what it reads).
 
-    python examples/group_study_report.py [studies/groups]
+    python studies/group_study_report.py [runs/groups]
 
 One row per arm and seed: the agent before its RL stage (its seed's cloned agent,
 ``cloned/seedN``) and after it, on the same 200 seeded episodes (Wilson 99 % intervals), the gain and whether the
@@ -99,4 +99,4 @@ def report(out: Path) -> str:
 
 
 if __name__ == "__main__":
-    print(report(Path(sys.argv[1] if len(sys.argv) > 1 else "studies/groups")))
+    print(report(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/groups")))
