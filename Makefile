@@ -9,7 +9,7 @@ LOWEST := .venv-lowest
 # pytest workers of `make test-lowest` (JOBS=1 on a busy machine)
 JOBS ?= 2
 
-.PHONY: main tour test test-fast test-lowest lint bench
+.PHONY: main tour test test-fast test-lowest lint bench docs
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 main: $(STAMP)
-	$(PY) -m glam_experiments.main_job
+	$(PY) -m studies.main_job
 
 tour: $(STAMP)
 	$(PY) examples/env_tour.py
 
 test: $(STAMP)
-	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
+	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
 	$(PY) -m pytest -n 2 -q --durations=15
 
 # the edit-test loop: the suite without the tests marked slow (those still run in `make test` and CI)
@@ -42,12 +42,16 @@ $(LOWEST)/.installed: setup.cfg pyproject.toml constraints.txt constraints-lowes
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
+	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
 	$(LOWEST)/bin/python -m pytest -n $(JOBS) -q
 
+# the documentation site (mkdocs.yml) into site/: open site/index.html; strict, a warning fails it
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 lint: $(STAMP)
-	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
-	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments tests benchmarks examples
+	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
+	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
 
 # the commands whose figures docs/benchmarks.md reports, in its order (CPU; its GPU section's
 # commands are the same scripts with --device cuda)

@@ -1,4 +1,4 @@
-"""Every shell command in README.md and docs/*.md runs as written, in the order a reader meets it.
+"""Every shell command in README.md, docs/*.md and docs/studies/*.md runs as written, in the order a reader meets it.
 
 Each command runs in a scratch folder that holds the repository's ``examples/``, ``studies/``,
 ``hyperparams/``, the committed logs of :data:`READ_ONLY_DOCS` and ``.venv`` (so
@@ -25,7 +25,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+PAGES = [
+    "README.md",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("studies/*.md")),
+]
 
 #: commands a test cannot run, with why (matched with re.search)
 NOT_RUN: dict[str, str] = {
