@@ -25,7 +25,7 @@ tour: $(STAMP)
 	$(PY) examples/env_tour.py
 
 test: $(STAMP)
-	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
+	$(PY) -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples mkdocs_hooks.py
 	$(PY) -m pytest -n 2 -q --durations=15
 
 # the edit-test loop: the suite without the tests marked slow (those still run in `make test` and CI)
@@ -42,7 +42,7 @@ $(LOWEST)/.installed: setup.cfg pyproject.toml constraints.txt constraints-lowes
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
+	$(LOWEST)/bin/python -m ruff check babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples mkdocs_hooks.py
 	$(LOWEST)/bin/python -m pytest -n $(JOBS) -q
 
 # the documentation site (mkdocs.yml) into site/: open site/index.html; strict, a warning fails it
@@ -50,8 +50,8 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 lint: $(STAMP)
-	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
-	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples
+	$(PY) -m ruff check --fix babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples mkdocs_hooks.py
+	$(PY) -m ruff format babyai_text llm_policy glam_baselines glam_algorithms glam_experiments studies tests benchmarks examples mkdocs_hooks.py
 
 # the commands whose figures docs/benchmarks.md reports, in its order (CPU; its GPU section's
 # commands are the same scripts with --device cuda)
