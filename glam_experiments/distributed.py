@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from glam_algorithms.ranks import launched_by_torchrun, rank_and_world
 from glam_experiments.quiet import quiet_unless_main
 
 _CPU = torch.device("cpu")
@@ -44,10 +45,6 @@ class Ranks:
     def is_main(self) -> bool:
         """Rank 0: the one that logs, checkpoints and saves."""
         return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def init_ranks(device: str = "auto") -> Ranks:
@@ -89,17 +86,11 @@ def current_ranks() -> Ranks:
     :raises RuntimeError: in a process ``torchrun`` started with others that has not joined
         them: it would train alone, as if it were the only one.
     """
+    rank, world_size = rank_and_world()
     if not (dist.is_available() and dist.is_initialized()):
-        if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
-            raise RuntimeError(
-                f"this process is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} started by torchrun but has "
-                "not joined the others: call glam_experiments.distributed.init_ranks() first "
-                "(examples/train_llm_ppo.py and examples/train_bc.py train over several processes), or run the "
-                "script without torchrun"
-            )
         return Ranks()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    return Ranks(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+    return Ranks(rank=rank, world_size=world_size, device=device)
 
 
 def rank_seed(seed: int, n_envs: int, ranks: Ranks) -> int:

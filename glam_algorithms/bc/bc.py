@@ -20,7 +20,6 @@ See ``docs/behaviour_cloning.md``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from glam_algorithms.gigpo.advantages import discounted_returns
+from glam_algorithms.ranks import rank_and_world
 
 Observations = dict[str, np.ndarray] | np.ndarray
 
@@ -275,7 +275,7 @@ def behaviour_clone(
     check_demonstrations(dataset, model.observation_space, model.action_space)
     n_actions = int(model.action_space.n)
 
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     val_world = 1  # ranks sharing the held-out steps
     rng = np.random.default_rng(seed)
     ids = np.asarray(dataset.episode_indices)
@@ -406,23 +406,6 @@ def behaviour_clone(
         if writer is not None:
             writer.close()
     return history
-
-
-def _rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of ranks (0 and 1 outside a process group).
-
-    :raises RuntimeError: in a process ``torchrun`` started with others that has not joined
-        their process group: it would clone alone, as if it were the only one.
-    """
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RuntimeError(
-            f"this process is rank {os.environ.get('RANK')} of {os.environ['WORLD_SIZE']} but has not joined the "
-            "others' process group: call torch.distributed.init_process_group() (or "
-            "glam_experiments.distributed.init_ranks()) first, or run without torchrun"
-        )
-    return 0, 1
 
 
 def _sum_over_ranks(values: list[float], world: int, device: torch.device) -> list[float]:

@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from glam_algorithms.gigpo.buffer import EpisodeGroupBuffer
 from glam_algorithms.gigpo.reference import ReferenceParameters
 from glam_algorithms.progress_bar import FramesProgressBar
+from glam_algorithms.ranks import rank_and_world
 
 SelfGiGPO = TypeVar("SelfGiGPO", bound="GiGPO")
 
@@ -52,7 +53,7 @@ def _take(obs: np.ndarray | dict[str, np.ndarray], idx: np.ndarray) -> np.ndarra
 
 
 def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return rank_and_world()[1] > 1
 
 
 def _all_reduce(value: int, op: dist.ReduceOp.RedOpType) -> int:
